@@ -1,0 +1,39 @@
+//! keyshift's core: the vocabulary and the rotation state machine.
+//!
+//! This crate does no IO, reads no clock and spawns nothing. Time comes in
+//! as a [`Timestamp`] argument and randomness as bytes, so every transition
+//! is a pure function that tests can drive deterministically.
+//!
+//! ```text
+//!  Precheck ─► Generate ─► DualAccept ─► Promote ─► Overlap ─► Revoke ─► Done
+//!     │            │            │            │          │
+//!     └────────────┴────────────┴────────────┴──────────┴─► RollBack ─► RolledBack
+//! ```
+//!
+//! The async driver (in `keyshift-server`) feeds [`rotation::Event`]s into
+//! [`rotation::Rotation::on`] and performs the [`rotation::Action`] it gets
+//! back, persisting the rotation before and after every side effect.
+//!
+//! ```
+//! use keyshift_core::{rotation::{Rotation, Event, Action, Step}, Policy, SecretName, Strategy, Timestamp};
+//! let name: SecretName = "prod/orders/api".parse().unwrap();
+//! let rot = Rotation::new("r1".into(), name, Policy::default(), Strategy::Dual, None, None, Timestamp::from_millis(0));
+//! let t = rot.on(Event::Resume, Timestamp::from_millis(0)).unwrap();
+//! assert!(matches!(t.action, Action::Run(Step::Precheck { .. })));
+//! ```
+#![deny(missing_docs)]
+
+mod kind;
+mod name;
+mod policy;
+pub mod rotation;
+mod time;
+mod value;
+mod version;
+
+pub use kind::SecretKind;
+pub use name::{NameError, SecretName};
+pub use policy::{OnTimeout, Policy, PolicyError, Strategy};
+pub use time::Timestamp;
+pub use value::{SecretValue, ValueError};
+pub use version::{Label, LabelError, VersionNumber, VersionState};

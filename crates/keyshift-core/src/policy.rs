@@ -1,0 +1,204 @@
+//! Per-secret rotation policy.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::human_duration;
+
+/// How a rotation introduces the new credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Old and new are valid together during an overlap window (the default).
+    #[default]
+    Dual,
+    /// Replace and revoke at once, with no overlap: for a leaked credential,
+    /// and the drill's control run. Consumers holding the old value fail
+    /// until they move.
+    Immediate,
+}
+
+impl Strategy {
+    /// The stable lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Dual => "dual",
+            Strategy::Immediate => "immediate",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "dual" => Ok(Strategy::Dual),
+            "immediate" => Ok(Strategy::Immediate),
+            _ => Err(format!(
+                "unknown strategy `{s}` (expected dual or immediate; blue-green and canary are planned)"
+            )),
+        }
+    }
+}
+
+/// What happens when `max_overlap` passes before the overlap gate opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    /// Stay in Overlap and alert (the default: never break a consumer).
+    #[default]
+    Hold,
+    /// Revoke anyway and report the stragglers.
+    Revoke,
+}
+
+/// A secret's rotation policy.
+///
+/// Durations serialize as human strings (`"30s"`, `"1h"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// The strategy a rotation uses when the request names none.
+    pub strategy: Strategy,
+    /// The least time old and new stay valid together after Promote.
+    ///
+    /// Default 30 s: longer than a watching SDK needs to move (milliseconds)
+    /// and than its polling fallback's TTL, short enough that a rotation
+    /// started by hand finishes while someone is looking.
+    #[serde(with = "human_duration")]
+    pub min_overlap: Duration,
+    /// The most time the overlap may last before [`OnTimeout`] decides.
+    ///
+    /// Default 24 h: a consumer that has not moved in a day is an incident,
+    /// not a straggler.
+    #[serde(with = "human_duration")]
+    pub max_overlap: Duration,
+    /// What to do when `max_overlap` passes first.
+    pub on_timeout: OnTimeout,
+    /// How often usage is sampled for the overlap gate. Default 30 s.
+    #[serde(with = "human_duration")]
+    pub monitoring_cycle: Duration,
+    /// Roll back on its own when a verification fails. Default true.
+    pub rollback_on_failure: bool,
+    /// Attempts of one step before it counts as failed. Default 3: a blip
+    /// of the target is retried, a broken target is not hammered.
+    pub max_attempts: u32,
+    /// First wait between attempts, doubled each time. Default 500 ms.
+    #[serde(with = "human_duration")]
+    pub retry_backoff: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::Dual,
+            min_overlap: Duration::from_secs(30),
+            max_overlap: Duration::from_secs(24 * 3600),
+            on_timeout: OnTimeout::Hold,
+            monitoring_cycle: Duration::from_secs(30),
+            rollback_on_failure: true,
+            max_attempts: 3,
+            retry_backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why a policy was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// `min_overlap` is longer than `max_overlap`.
+    #[error("min_overlap ({min:?}) is longer than max_overlap ({max:?})")]
+    OverlapOrder {
+        /// The minimum.
+        min: Duration,
+        /// The maximum.
+        max: Duration,
+    },
+    /// `max_attempts` is zero or over 100.
+    #[error("max_attempts must be between 1 and 100 (actual={actual})")]
+    Attempts {
+        /// The value given.
+        actual: u32,
+    },
+    /// `monitoring_cycle` is zero.
+    #[error("monitoring_cycle must be longer than zero")]
+    ZeroCycle,
+}
+
+impl Policy {
+    /// Checks the policy's fields against each other. The one place a
+    /// policy is validated.
+    ///
+    /// # Errors
+    ///
+    /// The first [`PolicyError`] found.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if self.min_overlap > self.max_overlap {
+            return Err(PolicyError::OverlapOrder {
+                min: self.min_overlap,
+                max: self.max_overlap,
+            });
+        }
+        if self.max_attempts == 0 || self.max_attempts > 100 {
+            return Err(PolicyError::Attempts {
+                actual: self.max_attempts,
+            });
+        }
+        if self.monitoring_cycle.is_zero() {
+            return Err(PolicyError::ZeroCycle);
+        }
+        Ok(())
+    }
+
+    /// The wait before attempt `attempt` (1-based) of a step: zero for the
+    /// first, then `retry_backoff` doubling, capped at one minute.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        if attempt <= 1 {
+            return Duration::ZERO;
+        }
+        let factor = 1u32 << (attempt - 2).min(16);
+        (self.retry_backoff * factor).min(Duration::from_secs(60))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_reads_human_durations_and_fills_defaults() {
+        let p: Policy = serde_json::from_str(r#"{"min_overlap":"5s"}"#).unwrap();
+        assert_eq!(p.min_overlap, Duration::from_secs(5));
+        assert_eq!(p.max_overlap, Policy::default().max_overlap);
+        assert!(serde_json::from_str::<Policy>(r#"{"min_overlap":"soon"}"#).is_err());
+        assert!(serde_json::from_str::<Policy>(r#"{"nope":1}"#).is_err());
+    }
+
+    #[test]
+    fn validate_refuses_inverted_overlap() {
+        let p = Policy {
+            min_overlap: Duration::from_secs(10),
+            max_overlap: Duration::from_secs(5),
+            ..Policy::default()
+        };
+        assert!(matches!(p.validate(), Err(PolicyError::OverlapOrder { .. })));
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_second_attempt() {
+        let p = Policy::default();
+        assert_eq!(p.backoff(1), Duration::ZERO);
+        assert_eq!(p.backoff(2), Duration::from_millis(500));
+        assert_eq!(p.backoff(3), Duration::from_millis(1000));
+        assert_eq!(p.backoff(40), Duration::from_secs(60));
+    }
+}
