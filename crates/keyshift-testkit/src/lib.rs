@@ -1,0 +1,123 @@
+//! Test support shared by keyshift's crates.
+//!
+//! Tests of targets and stores run against the real services on this
+//! machine. [`service`] finds one: in CI (`CI=true`) a missing service fails
+//! the test; elsewhere the test is skipped with a loud message that names
+//! the environment variable pointing at the service.
+#![deny(missing_docs)]
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use rand::Rng;
+
+/// A real service a test needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// PostgreSQL, trust auth.
+    Postgres,
+    /// Redis 6+ with ACLs.
+    Redis,
+    /// MariaDB or MySQL.
+    MariaDb,
+}
+
+impl Service {
+    /// The environment variable that points at the service.
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Service::Postgres => "KEYSHIFT_TEST_POSTGRES_URL",
+            Service::Redis => "KEYSHIFT_TEST_REDIS_URL",
+            Service::MariaDb => "KEYSHIFT_TEST_MYSQL_URL",
+        }
+    }
+
+    /// The URL used when the variable is unset (this machine's services).
+    pub fn default_url(self) -> &'static str {
+        match self {
+            Service::Postgres => "postgres://postgres@127.0.0.1:5432/postgres",
+            Service::Redis => "redis://127.0.0.1:6379",
+            Service::MariaDb => "mysql://root@127.0.0.1:3306/test",
+        }
+    }
+
+    fn default_port(self) -> u16 {
+        match self {
+            Service::Postgres => 5432,
+            Service::Redis => 6379,
+            Service::MariaDb => 3306,
+        }
+    }
+}
+
+/// The URL of `s` if it answers on TCP.
+///
+/// # Panics
+///
+/// In CI (`CI=true`) when the service does not answer: a test that needs a
+/// service must fail there rather than pass by skipping.
+pub fn service(s: Service) -> Option<String> {
+    let url = std::env::var(s.env_var()).unwrap_or_else(|_| s.default_url().to_owned());
+    let addr = host_port(&url, s.default_port());
+    let reachable = addr
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut it| it.next())
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    if reachable {
+        return Some(url);
+    }
+    if in_ci() {
+        panic!(
+            "{s:?} is required in CI but does not answer at {addr} (set {} to its URL)",
+            s.env_var()
+        );
+    }
+    eprintln!(
+        "\n!!! SKIPPED: {s:?} does not answer at {addr}. Start it or set {} to its URL to run this test. !!!\n",
+        s.env_var()
+    );
+    None
+}
+
+/// Whether this run is CI's (`CI=true` or `CI=1`).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// `prefix` followed by `_` and 12 random hex digits: a name no other test
+/// run uses (roles, users, databases, secrets).
+pub fn unique_name(prefix: &str) -> String {
+    let n: u64 = rand::thread_rng().gen();
+    format!("{prefix}_{:012x}", n & 0xffff_ffff_ffff)
+}
+
+fn host_port(url: &str, default_port: u16) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let hostport = rest.split(['/', '?']).next().unwrap_or(rest);
+    if hostport.contains(':') {
+        hostport.to_owned()
+    } else {
+        format!("{hostport}:{default_port}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_reads_urls_with_and_without_ports() {
+        assert_eq!(
+            host_port("postgres://postgres@127.0.0.1:5432/postgres", 1),
+            "127.0.0.1:5432"
+        );
+        assert_eq!(host_port("redis://localhost", 6379), "localhost:6379");
+    }
+
+    #[test]
+    fn unique_names_differ() {
+        assert_ne!(unique_name("t"), unique_name("t"));
+    }
+}
