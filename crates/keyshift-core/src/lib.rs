@@ -23,6 +23,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod api;
 mod kind;
 mod name;
 mod policy;

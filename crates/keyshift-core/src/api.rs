@@ -1,0 +1,403 @@
+//! The HTTP API's JSON bodies, shared by the server and the client SDK so
+//! the two cannot drift apart. Documented in `docs/api.md`.
+//!
+//! Types that carry a secret value hold a [`SecretValue`] and implement
+//! `Debug` by hand, redacting it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::rotation::{Phase, PhaseRecord, Rotation, RotationId, Status};
+use crate::{
+    Label, Policy, SecretKind, SecretName, SecretValue, Strategy, Timestamp, VersionNumber,
+    VersionState,
+};
+
+/// `{"error": {...}}`: every non-2xx answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// A machine-readable code and a human message (never a secret, never an
+/// internal detail such as a SQL error).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable code: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
+    /// `conflict`, `rotation_active`, `payload_too_large`, `unavailable`,
+    /// `internal`.
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// For `rotation_active`: the id of the rotation that runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationId>,
+}
+
+/// `GET /v1/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok` or `degraded`.
+    pub status: String,
+    /// The store engine: `sqlite` or `postgres`.
+    pub store: String,
+    /// The server's version.
+    pub version: String,
+}
+
+/// `POST /v1/secrets`: create a secret, optionally with its first value.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSecret {
+    /// The name.
+    pub name: SecretName,
+    /// The kind.
+    pub kind: SecretKind,
+    /// The policy; defaults apply to missing fields.
+    #[serde(default)]
+    pub policy: Policy,
+    /// The target's configuration (for `redis`: address, user, admin_secret).
+    #[serde(default)]
+    pub target: serde_json::Value,
+    /// The first value, labelled `current`.
+    #[serde(default, with = "opt_secret", skip_serializing_if = "Option::is_none")]
+    pub value: Option<SecretValue>,
+    /// Generate the first value instead (256 random bits).
+    #[serde(default)]
+    pub generate: bool,
+}
+
+impl fmt::Debug for CreateSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateSecret")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("value", &self.value.as_ref().map(|_| "<redacted>"))
+            .field("generate", &self.generate)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A secret's metadata (`GET /v1/secrets/{name}`), never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretInfo {
+    /// The name.
+    pub name: SecretName,
+    /// The kind.
+    pub kind: SecretKind,
+    /// The policy.
+    pub policy: Policy,
+    /// The target's configuration.
+    pub target: serde_json::Value,
+    /// Where each label points.
+    pub labels: BTreeMap<Label, VersionNumber>,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// `GET /v1/secrets`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretList {
+    /// The secrets the caller may read, by name.
+    pub secrets: Vec<SecretInfo>,
+}
+
+/// `POST /v1/secrets/{name}:versions`: add a version by hand.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddVersion {
+    /// The value.
+    #[serde(default, with = "opt_secret", skip_serializing_if = "Option::is_none")]
+    pub value: Option<SecretValue>,
+    /// Generate the value instead.
+    #[serde(default)]
+    pub generate: bool,
+    /// Labels to point at it; default `["current"]` (then `previous` moves
+    /// to the version that was current).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<Label>>,
+}
+
+impl fmt::Debug for AddVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AddVersion")
+            .field("value", &self.value.as_ref().map(|_| "<redacted>"))
+            .field("generate", &self.generate)
+            .field("labels", &self.labels)
+            .finish()
+    }
+}
+
+/// `201` answer to adding a version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionAdded {
+    /// The new version's number.
+    pub version: VersionNumber,
+}
+
+/// One version's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    /// Its number.
+    pub version: VersionNumber,
+    /// Its state.
+    pub state: VersionState,
+    /// Labels pointing at it.
+    pub labels: Vec<Label>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// The rotation that created it, if any.
+    pub rotation: Option<RotationId>,
+}
+
+/// `GET /v1/secrets/{name}:versions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionList {
+    /// The secret.
+    pub name: SecretName,
+    /// Ascending by number.
+    pub versions: Vec<VersionInfo>,
+}
+
+/// `GET /v1/secrets/{name}:value`: one version with its value.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SecretVersion {
+    /// The secret.
+    pub name: SecretName,
+    /// The version's metadata.
+    #[serde(flatten)]
+    pub info: VersionInfo,
+    /// The value.
+    #[serde(with = "secret")]
+    pub value: SecretValue,
+}
+
+impl fmt::Debug for SecretVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretVersion")
+            .field("name", &self.name)
+            .field("info", &self.info)
+            .field("value", &self.value)
+            .finish()
+    }
+}
+
+/// `GET /v1/secrets/{name}:accepted`: the versions the target accepts now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AcceptedSet {
+    /// The secret.
+    pub name: SecretName,
+    /// Ascending by number.
+    pub versions: Vec<SecretVersion>,
+}
+
+/// `POST /v1/secrets/{name}:rotate`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRotation {
+    /// The strategy; default the policy's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+    /// The rotation's id and idempotency key: the same id twice returns the
+    /// same rotation. Default: a new random id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<RotationId>,
+}
+
+/// `POST /v1/rotations/{id}:rollback` and `:abort`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// Why, for the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A rotation as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationInfo {
+    /// Its id.
+    pub id: RotationId,
+    /// The secret.
+    pub secret: SecretName,
+    /// The strategy.
+    pub strategy: Strategy,
+    /// The phase it is in.
+    pub phase: Phase,
+    /// Running, succeeded, rolled back or failed.
+    pub status: Status,
+    /// The version being replaced.
+    pub old_version: Option<VersionNumber>,
+    /// The version being introduced.
+    pub new_version: Option<VersionNumber>,
+    /// Why it rolled back or failed.
+    pub reason: Option<String>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Every phase with start, end, outcome, attempts and last error.
+    pub phases: Vec<PhaseRecord>,
+}
+
+impl From<&Rotation> for RotationInfo {
+    fn from(r: &Rotation) -> Self {
+        Self {
+            id: r.id.clone(),
+            secret: r.secret.clone(),
+            strategy: r.strategy,
+            phase: r.phase,
+            status: r.status(),
+            old_version: r.old_version,
+            new_version: r.new_version,
+            reason: r.reason.clone(),
+            created_at: r.created_at,
+            phases: r.history.clone(),
+        }
+    }
+}
+
+/// `GET /v1/rotations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationList {
+    /// Newest first.
+    pub rotations: Vec<RotationInfo>,
+}
+
+/// What a watch event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchEventKind {
+    /// A secret was created.
+    SecretCreated,
+    /// A version was added.
+    VersionAdded,
+    /// Labels moved (a Promote or a rollback).
+    LabelsMoved,
+    /// A version's state changed (e.g. it was revoked).
+    VersionState,
+    /// The secret was deleted.
+    SecretDeleted,
+}
+
+impl WatchEventKind {
+    /// The stable snake_case name, also the SSE `event:` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchEventKind::SecretCreated => "secret_created",
+            WatchEventKind::VersionAdded => "version_added",
+            WatchEventKind::LabelsMoved => "labels_moved",
+            WatchEventKind::VersionState => "version_state",
+            WatchEventKind::SecretDeleted => "secret_deleted",
+        }
+    }
+}
+
+/// One event of `GET /v1/watch` (the SSE `data:` field). Never carries a
+/// value: a watcher reads the value it needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchEvent {
+    /// Global, increasing: the SSE `id:` to resume from with `Last-Event-ID`.
+    pub id: i64,
+    /// The secret.
+    pub secret: SecretName,
+    /// Per secret, increasing: apply an event only if its seq is higher than
+    /// the last one applied for that secret.
+    pub seq: u64,
+    /// What happened.
+    pub kind: WatchEventKind,
+    /// The version concerned, if any.
+    pub version: Option<VersionNumber>,
+    /// The secret's labels after the change.
+    pub labels: BTreeMap<Label, VersionNumber>,
+    /// When it happened.
+    pub at: Timestamp,
+}
+
+/// `POST /v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// What the token is for.
+    #[serde(default)]
+    pub description: String,
+    /// What it may do, on which names.
+    pub grants: Vec<Grant>,
+}
+
+/// A scope on a name pattern (`*`, `prod/*`, or an exact name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// What it allows.
+    pub scope: Scope,
+    /// On which secret names.
+    pub pattern: String,
+}
+
+/// What a token may do. Each scope includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Read values, versions, rotations; watch.
+    Read,
+    /// Also start, roll back and abort rotations.
+    Rotate,
+    /// Also create and delete secrets, put values, manage tokens, read audit.
+    Admin,
+}
+
+/// `201` answer to creating a token: the only time its secret is shown.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TokenCreated {
+    /// The token's id (not secret).
+    pub id: String,
+    /// The bearer token.
+    #[serde(with = "secret")]
+    pub token: SecretValue,
+}
+
+impl fmt::Debug for TokenCreated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenCreated")
+            .field("id", &self.id)
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+/// Serde for a [`SecretValue`] as a JSON string.
+pub mod secret {
+    use super::*;
+
+    /// Writes the exposed value.
+    pub fn serialize<S: Serializer>(v: &SecretValue, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.expose())
+    }
+
+    /// Reads a string and checks the generic limits.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SecretValue, D::Error> {
+        SecretValue::new(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde for an optional [`SecretValue`].
+pub mod opt_secret {
+    use super::*;
+
+    /// Writes the exposed value or null.
+    pub fn serialize<S: Serializer>(v: &Option<SecretValue>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_some(v.expose()),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads a string or null.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretValue>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| SecretValue::new(s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
