@@ -116,7 +116,10 @@ mod tests {
             kind.validate(&v).unwrap();
             assert!(v.expose().len() >= 43);
         }
-        assert!(SecretKind::ApiKey.generate(&[0; 32]).expose().starts_with("ks_"));
+        assert!(SecretKind::ApiKey
+            .generate(&[0; 32])
+            .expose()
+            .starts_with("ks_"));
     }
 
     #[test]
@@ -130,6 +133,9 @@ mod tests {
     #[test]
     fn kinds_parse_from_their_names() {
         assert_eq!("api-key".parse::<SecretKind>(), Ok(SecretKind::ApiKey));
-        assert!("mysql".parse::<SecretKind>().unwrap_err().contains("api-key"));
+        assert!("mysql"
+            .parse::<SecretKind>()
+            .unwrap_err()
+            .contains("api-key"));
     }
 }

@@ -145,7 +145,10 @@ mod tests {
         assert_eq!(SecretName::new(""), Err(NameError::Empty));
         assert_eq!(
             SecretName::new(&"a".repeat(257)),
-            Err(NameError::TooLong { limit: 256, actual: 257 })
+            Err(NameError::TooLong {
+                limit: 256,
+                actual: 257
+            })
         );
         assert_eq!(SecretName::new("a//b"), Err(NameError::EmptySegment));
         assert_eq!(SecretName::new("/a"), Err(NameError::EmptySegment));

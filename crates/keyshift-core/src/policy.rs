@@ -190,7 +190,10 @@ mod tests {
             max_overlap: Duration::from_secs(5),
             ..Policy::default()
         };
-        assert!(matches!(p.validate(), Err(PolicyError::OverlapOrder { .. })));
+        assert!(matches!(
+            p.validate(),
+            Err(PolicyError::OverlapOrder { .. })
+        ));
     }
 
     #[test]

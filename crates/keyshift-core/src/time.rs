@@ -110,6 +110,9 @@ mod tests {
     fn since_never_goes_negative() {
         let a = Timestamp::from_millis(1000);
         assert_eq!(a.since(Timestamp::from_millis(2000)), Duration::ZERO);
-        assert_eq!(a.since(Timestamp::from_millis(400)), Duration::from_millis(600));
+        assert_eq!(
+            a.since(Timestamp::from_millis(400)),
+            Duration::from_millis(600)
+        );
     }
 }

@@ -116,7 +116,10 @@ mod tests {
 
     #[test]
     fn refuses_empty_and_oversized() {
-        assert_eq!(SecretValue::new(String::new()).unwrap_err(), ValueError::Empty);
+        assert_eq!(
+            SecretValue::new(String::new()).unwrap_err(),
+            ValueError::Empty
+        );
         assert!(matches!(
             SecretValue::new("x".repeat(MAX_VALUE_LEN + 1)),
             Err(ValueError::TooLong { .. })

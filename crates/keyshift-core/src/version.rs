@@ -101,8 +101,9 @@ impl FromStr for Label {
             "previous" => Label::Previous,
             _ if !s.is_empty()
                 && s.len() <= 64
-                && s.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') =>
+                && s.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                }) =>
             {
                 Label::Custom(s.to_owned())
             }

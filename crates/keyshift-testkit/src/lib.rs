@@ -103,6 +103,110 @@ fn host_port(url: &str, default_port: u16) -> String {
     }
 }
 
+/// A Redis ACL user made for one test, deleted on drop.
+pub struct RedisUser {
+    /// The Redis URL (admin: the default user).
+    pub url: String,
+    /// The user's name.
+    pub name: String,
+    /// The password it was created with.
+    pub password: String,
+}
+
+impl RedisUser {
+    /// Creates `ks_<random>` with one random password and all permissions.
+    ///
+    /// # Panics
+    ///
+    /// When Redis refuses (a test failure).
+    pub fn create(url: &str) -> RedisUser {
+        let name = unique_name("ks");
+        let password = unique_name("initial-password");
+        let mut con = redis::Client::open(url)
+            .and_then(|c| c.get_connection())
+            .expect("connect to redis as admin");
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(&name)
+            .arg("on")
+            .arg(format!(">{password}"))
+            .arg("~*")
+            .arg("+@all")
+            .query::<()>(&mut con)
+            .expect("ACL SETUSER");
+        RedisUser {
+            url: url.to_owned(),
+            name,
+            password,
+        }
+    }
+
+    /// Whether `password` logs in as this user now.
+    ///
+    /// # Panics
+    ///
+    /// When Redis does not answer (a test failure).
+    pub fn logs_in(&self, password: &str) -> bool {
+        let client = redis::Client::open(self.url.as_str()).expect("redis url");
+        let mut con = client.get_connection().expect("connect to redis");
+        let reply: redis::RedisResult<String> = redis::cmd("AUTH")
+            .arg(&self.name)
+            .arg(password)
+            .query(&mut con);
+        match reply {
+            Ok(_) => true,
+            Err(e) if e.to_string().contains("WRONGPASS") => false,
+            Err(e) => panic!("AUTH failed unexpectedly: {e}"),
+        }
+    }
+
+    /// How many passwords the user has.
+    pub fn password_count(&self) -> usize {
+        self.password_digests().len()
+    }
+
+    /// The SHA-256 hex digests of the user's passwords (ACL GETUSER).
+    pub fn password_digests(&self) -> Vec<String> {
+        let mut con = redis::Client::open(self.url.as_str())
+            .and_then(|c| c.get_connection())
+            .expect("connect to redis");
+        let info: Vec<redis::Value> = redis::cmd("ACL")
+            .arg("GETUSER")
+            .arg(&self.name)
+            .query(&mut con)
+            .expect("ACL GETUSER");
+        let mut it = info.into_iter();
+        while let Some(key) = it.next() {
+            let value = it.next();
+            if matches!(&key, redis::Value::BulkString(k) if k == b"passwords") {
+                if let Some(redis::Value::Array(items)) = value {
+                    return items
+                        .into_iter()
+                        .filter_map(|i| match i {
+                            redis::Value::BulkString(b) => String::from_utf8(b).ok(),
+                            redis::Value::SimpleString(s) => Some(s),
+                            _ => None,
+                        })
+                        .collect();
+                }
+            }
+        }
+        Vec::new()
+    }
+}
+
+impl Drop for RedisUser {
+    fn drop(&mut self) {
+        if let Ok(mut con) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection())
+        {
+            let _: redis::RedisResult<()> = redis::cmd("ACL")
+                .arg("DELUSER")
+                .arg(&self.name)
+                .query(&mut con);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,10 +56,15 @@ pub enum Step {
     },
     /// Make the target accept `old` alone again, restore the labels as they
     /// were before the rotation, mark `new` failed.
+    ///
+    /// When `new` is `None`, Generate may still have stored a version before
+    /// failing to report it (a crash, a failed read-back): the driver must
+    /// drop and fail the version this rotation created, if any, found by the
+    /// rotation id that Generate is keyed on.
     RollBack {
         /// The credential to restore.
         old: Option<VersionNumber>,
-        /// The credential to drop, if Generate made one.
+        /// The credential to drop, if Generate reported one.
         new: Option<VersionNumber>,
         /// What `previous` pointed at before the rotation.
         previous: Option<VersionNumber>,
@@ -274,8 +279,15 @@ impl Rotation {
                 self.expect_in_flight()?;
                 Ok(self.fail(kind, error, now))
             }
+            // Already rolling back: asking again changes nothing.
+            Event::RollbackRequested { .. } if self.phase == Phase::RollBack => {
+                Ok(self.next_action(now))
+            }
             Event::RollbackRequested { reason } => {
-                if !self.phase.can_roll_back() {
+                // `immediate` refuses the old credential in Replace, before
+                // Promote: from then on a rollback would revive a credential
+                // that may have leaked.
+                if !self.phase.can_roll_back() || self.old_revoked {
                     return Err(TransitionError::TooLateToRollBack { phase: self.phase });
                 }
                 self.close_phase(PhaseOutcome::Cancelled, now);
@@ -370,7 +382,11 @@ impl Rotation {
         }
     }
 
-    fn succeed(mut self, output: StepOutput, now: Timestamp) -> Result<Transition, TransitionError> {
+    fn succeed(
+        mut self,
+        output: StepOutput,
+        now: Timestamp,
+    ) -> Result<Transition, TransitionError> {
         match (self.phase, output) {
             (Phase::Generate, StepOutput::Generated(v)) => self.new_version = Some(v),
             (Phase::Generate, _) | (_, StepOutput::Generated(_)) => {

@@ -1,0 +1,200 @@
+//! `keyshift init` and `keyshift serve`: creating a data dir, opening the
+//! store with the master key, binding, resuming rotations, serving.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use keyshift_core::api::{Grant, Scope};
+use keyshift_core::SecretValue;
+use keyshift_store::{sqlite_url, KeyError, MasterKey, NewAudit, SqlStore, Store, StoreError};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServeConfig;
+use crate::orchestrator::{Orchestrator, TestHooks};
+use crate::routes;
+use crate::state::{now, AppState};
+
+/// Why the server could not be set up or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data dir already holds a master key.
+    #[error("{0} is already initialized (it has a master key); use another --data-dir")]
+    AlreadyInitialized(PathBuf),
+    /// No master key: neither the key file nor `KEYSHIFT_MASTER_KEY`.
+    #[error("no master key at {0} and KEYSHIFT_MASTER_KEY is not set: run `keyshift init` first")]
+    NoMasterKey(PathBuf),
+    /// The master key could not be read or created.
+    #[error("master key: {0}")]
+    Key(#[from] KeyError),
+    /// The store refused to open (a wrong master key is one case).
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The data dir or listener failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+    let context = context.into();
+    move |source| ServerError::Io { context, source }
+}
+
+/// What `init` made.
+pub struct InitReport {
+    /// The root token (admin on `*`): shown once, stored only hashed.
+    pub root_token: SecretValue,
+    /// The master key file.
+    pub key_path: PathBuf,
+    /// The store URL.
+    pub store_url: String,
+}
+
+/// Creates `data_dir` (mode 0700), its master key (0600), the embedded
+/// store, and a root token.
+///
+/// # Errors
+///
+/// [`ServerError::AlreadyInitialized`] if a key exists there; IO and store
+/// errors.
+pub async fn init(data_dir: &Path) -> Result<InitReport, ServerError> {
+    let config = ServeConfig::new(data_dir.to_owned());
+    let key_path = config.key_path();
+    if key_path.exists() {
+        return Err(ServerError::AlreadyInitialized(data_dir.to_owned()));
+    }
+    create_private_dir(data_dir)?;
+    let key = MasterKey::create(&key_path)?;
+    let store_url = sqlite_url(&config.sqlite_path());
+    let store = SqlStore::open(&store_url, key).await?;
+    let root_token = mint_root(&store).await?;
+    Ok(InitReport {
+        root_token,
+        key_path,
+        store_url,
+    })
+}
+
+async fn mint_root(store: &SqlStore) -> Result<SecretValue, ServerError> {
+    let grants = [Grant {
+        scope: Scope::Admin,
+        pattern: "*".to_owned(),
+    }];
+    let minted = crate::auth::mint("root token (keyshift init)", &grants, now());
+    store.create_token(&minted.record).await?;
+    store
+        .append_audit(&NewAudit {
+            actor: "keyshift init".to_owned(),
+            action: "token.create".to_owned(),
+            secret: None,
+            version: None,
+            rotation: None,
+            outcome: "ok".to_owned(),
+            detail: Some(format!("root token:{}", minted.record.id)),
+            at: now(),
+        })
+        .await?;
+    Ok(minted.token)
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), ServerError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io(format!("creating {}", dir.display())))
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+    body_limit: usize,
+}
+
+impl Server {
+    /// Opens the store (master key from `KEYSHIFT_MASTER_KEY` or the data
+    /// dir's key file), binds the listener and resumes every unfinished
+    /// rotation.
+    ///
+    /// # Errors
+    ///
+    /// No or wrong master key, a store that does not open, a port in use.
+    pub async fn start(config: ServeConfig) -> Result<Server, ServerError> {
+        let key = match MasterKey::from_env()? {
+            Some(key) => key,
+            None if config.key_path().exists() => MasterKey::load(&config.key_path())?,
+            None => return Err(ServerError::NoMasterKey(config.key_path())),
+        };
+        let url = match &config.store_url {
+            Some(url) => url.clone(),
+            None => sqlite_url(&config.sqlite_path()),
+        };
+        let store = SqlStore::open(&url, key).await?;
+        let engine = store.engine().as_str();
+        let store: Arc<dyn Store> = Arc::new(store);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(io(format!("listening on {}", config.listen)))?;
+        let shutdown = CancellationToken::new();
+        let orchestrator =
+            Orchestrator::new(store.clone(), TestHooks::from_env(), shutdown.clone());
+        let resumed = orchestrator.resume_all().await?;
+        if resumed > 0 {
+            tracing::info!(resumed, "resumed unfinished rotations");
+        }
+        Ok(Server {
+            listener,
+            state: AppState {
+                store,
+                orchestrator,
+                engine,
+                shutdown,
+            },
+            body_limit: config.body_limit,
+        })
+    }
+
+    /// The address it listens on (useful with port 0).
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot say.
+    pub fn local_addr(&self) -> Result<SocketAddr, ServerError> {
+        self.listener.local_addr().map_err(io("local address"))
+    }
+
+    /// Serves until `shutdown` completes, then stops watch streams and
+    /// rotation drivers (their state is persisted; they resume at the next
+    /// start).
+    ///
+    /// # Errors
+    ///
+    /// When the listener fails.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let cancel = self.state.shutdown.clone();
+        let app = routes::app(self.state, self.body_limit);
+        tracing::info!(addr = ?self.listener.local_addr().ok(), "keyshift listening");
+        let signal = cancel.clone();
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                signal.cancel();
+            })
+            .await
+            .map_err(io("serving"))?;
+        cancel.cancel();
+        Ok(())
+    }
+}

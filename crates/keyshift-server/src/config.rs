@@ -1,0 +1,63 @@
+//! How a server is configured.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The largest request body accepted: 1 MiB. A secret value is at most
+/// 64 KiB; anything bigger is a mistake or an attack.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// What `keyshift serve` runs on.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Holds `master.key` and (for the embedded store) `keyshift.db`.
+    pub data_dir: PathBuf,
+    /// Where to listen. Port 0 picks a free port (tests).
+    pub listen: SocketAddr,
+    /// A store URL (`postgres://...`); default the SQLite file in `data_dir`.
+    pub store_url: Option<String>,
+    /// The request body limit in bytes.
+    pub body_limit: usize,
+}
+
+impl ServeConfig {
+    /// A config with defaults: listen on 127.0.0.1:8200, SQLite in `data_dir`.
+    #[must_use]
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8200)),
+            store_url: None,
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+
+    /// Listen on `addr`.
+    #[must_use]
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// Use the store at `url` instead of the embedded one.
+    #[must_use]
+    pub fn store_url(mut self, url: Option<String>) -> Self {
+        self.store_url = url;
+        self
+    }
+
+    /// The path of the master key file.
+    pub fn key_path(&self) -> PathBuf {
+        self.data_dir.join(KEY_FILE)
+    }
+
+    /// The path of the embedded SQLite store.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join(DB_FILE)
+    }
+}
+
+/// The master key's file name in the data dir.
+pub const KEY_FILE: &str = "master.key";
+/// The SQLite store's file name in the data dir.
+pub const DB_FILE: &str = "keyshift.db";

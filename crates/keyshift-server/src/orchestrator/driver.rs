@@ -1,0 +1,152 @@
+//! The driver: one task per running rotation.
+//!
+//! It feeds events into the core's transition function, persists the
+//! result *before* performing the step it asks for (so a crash re-issues an
+//! idempotent step on resume), performs it, and feeds the outcome back.
+
+use std::time::Duration;
+
+use keyshift_core::rotation::{Action, Event, Rotation};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::{steps, Orchestrator, RollbackOrder};
+use crate::state::now;
+
+/// Longest wait between attempts to persist while the store is down.
+const MAX_PERSIST_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Drives `rotation` until it ends or the server shuts down.
+pub(super) async fn drive(
+    orch: &Orchestrator,
+    rotation: Rotation,
+    mut orders: mpsc::Receiver<RollbackOrder>,
+) {
+    let span = tracing::info_span!("rotation", id = %rotation.id, secret = %rotation.secret);
+    async move {
+        let shutdown = orch.inner.shutdown.clone();
+        tokio::select! {
+            _ = shutdown.cancelled() => tracing::debug!("driver stopped by shutdown"),
+            _ = run(orch, rotation, &mut orders) => {}
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run(
+    orch: &Orchestrator,
+    mut rotation: Rotation,
+    orders: &mut mpsc::Receiver<RollbackOrder>,
+) {
+    let mut event = Event::Resume;
+    let mut pending_reply = None;
+    loop {
+        let before = rotation.clone();
+        let transition = match rotation.on(event, now()) {
+            Ok(t) => t,
+            Err(e) => {
+                // Only an operator's order can be refused here.
+                if let Some(reply) = pending_reply.take() {
+                    let _ = RollbackOrder::answer(reply, Err(e));
+                } else {
+                    tracing::error!(error = %e, "state machine refused an event");
+                }
+                rotation = before;
+                event = Event::Resume;
+                continue;
+            }
+        };
+        rotation = transition.rotation;
+        persist(orch, &rotation).await;
+        if let Some(reply) = pending_reply.take() {
+            let _ = RollbackOrder::answer(reply, Ok(rotation.clone()));
+        }
+        if before.phase != rotation.phase {
+            tracing::info!(from = %before.phase, to = %rotation.phase, "phase");
+        }
+        match transition.action {
+            Action::Finished(status) => {
+                let outcome = status.as_str();
+                orch.audit(
+                    &rotation,
+                    "keyshift",
+                    "rotation.finish",
+                    outcome,
+                    rotation.reason.clone(),
+                )
+                .await;
+                tracing::info!(status = outcome, "rotation finished");
+                return;
+            }
+            Action::WaitUntil(at) => {
+                let wait = at.since(now());
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => event = Event::Resume,
+                    Some(order) = orders.recv() => {
+                        event = Event::RollbackRequested { reason: order.reason };
+                        pending_reply = Some(order.reply);
+                    }
+                }
+            }
+            Action::Run(step) => {
+                // An operator's rollback that arrived during the last step
+                // is applied before the next side effect.
+                if let Ok(order) = orders.try_recv() {
+                    event = Event::RollbackRequested {
+                        reason: order.reason,
+                    };
+                    pending_reply = Some(order.reply);
+                    continue;
+                }
+                let phase = rotation.phase;
+                orch.inner.hooks.halt_point(phase, "before").await;
+                let started = std::time::Instant::now();
+                let result = steps::perform(
+                    orch.inner.store.as_ref(),
+                    &orch.inner.hooks,
+                    &rotation,
+                    &step,
+                )
+                .await;
+                orch.inner.hooks.halt_point(phase, "after").await;
+                match &result {
+                    Ok(_) => {
+                        tracing::info!(phase = %phase, elapsed_ms = started.elapsed().as_millis() as u64, "step ok")
+                    }
+                    Err(f) => {
+                        tracing::warn!(phase = %phase, error = %f.error, transient = f.transient, "step failed")
+                    }
+                }
+                event = steps::into_event(result);
+            }
+        }
+    }
+}
+
+impl RollbackOrder {
+    fn answer(
+        reply: tokio::sync::oneshot::Sender<
+            Result<Rotation, keyshift_core::rotation::TransitionError>,
+        >,
+        result: Result<Rotation, keyshift_core::rotation::TransitionError>,
+    ) -> Result<(), ()> {
+        reply.send(result).map_err(|_| ())
+    }
+}
+
+/// Persists `rotation`, retrying until the store takes it: no side effect
+/// may run before its state is durable.
+async fn persist(orch: &Orchestrator, rotation: &Rotation) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match orch.inner.store.save_rotation(rotation).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not persist rotation; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_PERSIST_BACKOFF);
+            }
+        }
+    }
+}

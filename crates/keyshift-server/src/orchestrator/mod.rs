@@ -1,0 +1,254 @@
+//! The orchestrator: starts rotations, drives each one with a task that
+//! feeds the core's state machine and performs its steps, resumes every
+//! unfinished rotation at start-up, and relays operators' rollbacks.
+//!
+//! One driver task per running rotation is its only writer; API requests
+//! that change a rotation go to that task through a channel.
+
+mod driver;
+mod hooks;
+mod steps;
+mod targets;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use keyshift_core::api::StartRotation;
+use keyshift_core::rotation::{Rotation, RotationId, TransitionError};
+use keyshift_core::{Label, SecretKind, SecretName, SecretValue};
+use keyshift_store::{CreateRotation, NewAudit, Store};
+use rand::RngCore;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+use crate::state::now;
+
+pub use hooks::TestHooks;
+pub use targets::validate_target;
+
+/// A request from the API to a rotation's driver.
+struct RollbackOrder {
+    reason: String,
+    reply: oneshot::Sender<Result<Rotation, TransitionError>>,
+}
+
+/// Starts and drives rotations. Cheap to clone.
+#[derive(Clone)]
+pub struct Orchestrator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    drivers: Mutex<HashMap<RotationId, mpsc::Sender<RollbackOrder>>>,
+    hooks: TestHooks,
+    shutdown: CancellationToken,
+}
+
+/// Makes a new value of `kind` from 256 bits of the OS's randomness.
+pub fn generate_value(kind: SecretKind) -> SecretValue {
+    let mut random = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut random);
+    let value = kind.generate(&random);
+    zeroize::Zeroize::zeroize(&mut random);
+    value
+}
+
+impl Orchestrator {
+    /// An orchestrator over `store`; drivers stop at `shutdown`.
+    pub fn new(store: Arc<dyn Store>, hooks: TestHooks, shutdown: CancellationToken) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                drivers: Mutex::new(HashMap::new()),
+                hooks,
+                shutdown,
+            }),
+        }
+    }
+
+    /// Starts a rotation of `name`, or returns the existing one with the
+    /// same id (the bool says whether it was created).
+    ///
+    /// # Errors
+    ///
+    /// 404 for an unknown secret, 400 for a kind that does not rotate, 409
+    /// when another rotation of the secret runs or the id belongs to
+    /// another secret.
+    pub async fn start(
+        &self,
+        name: &SecretName,
+        req: StartRotation,
+        actor: &str,
+    ) -> Result<(Rotation, bool), ApiError> {
+        let store = &self.inner.store;
+        let secret = store.get_secret(name).await?;
+        if !secret.kind.rotates() {
+            return Err(ApiError::BadRequest(format!(
+                "secrets of kind {} do not rotate",
+                secret.kind
+            )));
+        }
+        let id = req.id.unwrap_or_else(|| {
+            // Invariant: "r-" and a UUID form a valid id.
+            format!("r-{}", uuid::Uuid::new_v4().simple())
+                .parse()
+                .expect("generated rotation id is valid")
+        });
+        let strategy = req.strategy.unwrap_or(secret.policy.strategy);
+        let rotation = Rotation::new(
+            id,
+            name.clone(),
+            secret.policy.clone(),
+            strategy,
+            secret.labels.get(&Label::Current).copied(),
+            secret.labels.get(&Label::Previous).copied(),
+            now(),
+        );
+        match store.create_rotation(&rotation).await? {
+            CreateRotation::Existing(existing) if existing.secret != *name => {
+                Err(ApiError::Conflict(format!(
+                    "rotation id {} belongs to another secret",
+                    existing.id
+                )))
+            }
+            CreateRotation::Existing(existing) => Ok((existing, false)),
+            CreateRotation::Created => {
+                self.audit(
+                    &rotation,
+                    actor,
+                    "rotation.start",
+                    "ok",
+                    Some(strategy.as_str().to_owned()),
+                )
+                .await;
+                self.spawn(rotation.clone());
+                Ok((rotation, true))
+            }
+        }
+    }
+
+    /// Resumes every unfinished rotation (at start-up).
+    ///
+    /// # Errors
+    ///
+    /// A store error reading the list.
+    pub async fn resume_all(&self) -> Result<usize, keyshift_store::StoreError> {
+        let active = self
+            .inner
+            .store
+            .list_rotations(&keyshift_store::RotationFilter {
+                secret: None,
+                active_only: true,
+                limit: u32::MAX,
+            })
+            .await?;
+        let n = active.len();
+        for rotation in active {
+            tracing::info!(rotation = %rotation.id, phase = %rotation.phase, "resuming rotation");
+            self.spawn(rotation);
+        }
+        Ok(n)
+    }
+
+    /// Asks the rotation's driver to roll back.
+    ///
+    /// # Errors
+    ///
+    /// 409 when the rotation has ended or is past the point of rollback.
+    pub async fn request_rollback(
+        &self,
+        id: &RotationId,
+        reason: String,
+        actor: &str,
+        verb: &str,
+    ) -> Result<Rotation, ApiError> {
+        let sender = self.driver(id);
+        let result = match sender {
+            Some(sender) => {
+                let (reply, answer) = oneshot::channel();
+                let order = RollbackOrder { reason, reply };
+                if sender.send(order).await.is_err() {
+                    return Err(ApiError::Conflict(format!("rotation {id} has ended")));
+                }
+                answer
+                    .await
+                    .map_err(|_| ApiError::Conflict(format!("rotation {id} has ended")))?
+            }
+            None => {
+                // No driver here: the rotation has ended.
+                let rotation = self.inner.store.get_rotation(id).await?;
+                let why = if rotation.phase.is_terminal() {
+                    format!("rotation {id} has ended in phase {}", rotation.phase)
+                } else {
+                    format!("rotation {id} is not driven by this server")
+                };
+                return Err(ApiError::Conflict(why));
+            }
+        };
+        match result {
+            Ok(rotation) => {
+                self.audit(
+                    &rotation,
+                    actor,
+                    &format!("rotation.{verb}"),
+                    "ok",
+                    rotation.reason.clone(),
+                )
+                .await;
+                Ok(rotation)
+            }
+            Err(e) => Err(ApiError::Conflict(e.to_string())),
+        }
+    }
+
+    fn driver(&self, id: &RotationId) -> Option<mpsc::Sender<RollbackOrder>> {
+        self.lock_drivers().get(id).cloned()
+    }
+
+    fn lock_drivers(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<RotationId, mpsc::Sender<RollbackOrder>>> {
+        // A poisoned map only means a driver panicked mid-insert; the map
+        // itself is still consistent.
+        self.inner
+            .drivers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn spawn(&self, rotation: Rotation) {
+        let (tx, rx) = mpsc::channel(4);
+        self.lock_drivers().insert(rotation.id.clone(), tx);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let id = rotation.id.clone();
+            driver::drive(&this, rotation, rx).await;
+            this.lock_drivers().remove(&id);
+        });
+    }
+
+    async fn audit(
+        &self,
+        r: &Rotation,
+        actor: &str,
+        action: &str,
+        outcome: &str,
+        detail: Option<String>,
+    ) {
+        let entry = NewAudit {
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            secret: Some(r.secret.clone()),
+            version: r.new_version,
+            rotation: Some(r.id.clone()),
+            outcome: outcome.to_owned(),
+            detail,
+            at: now(),
+        };
+        if let Err(e) = self.inner.store.append_audit(&entry).await {
+            tracing::error!(error = %e, "could not write audit entry");
+        }
+    }
+}

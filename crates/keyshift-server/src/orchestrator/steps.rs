@@ -1,0 +1,298 @@
+//! Performing each step of a rotation against the store and the target.
+//!
+//! Every step is idempotent (I5): it reads what it needs from the store,
+//! and each store or target call it makes has the same effect done twice
+//! as once.
+
+use keyshift_core::rotation::{Event, FailureKind, Rotation, Step, StepOutput};
+use keyshift_core::{Label, SecretValue, VersionNumber, VersionState};
+use keyshift_store::{SecretRecord, Store, StoreError, VersionSelector};
+use keyshift_targets::{Target, TargetError, Verdict};
+
+use super::generate_value;
+use super::hooks::TestHooks;
+use super::targets::target_for;
+use crate::state::now;
+
+/// Why a step failed: shown to operators, never a secret value.
+#[derive(Debug)]
+pub(super) struct StepFailure {
+    pub transient: bool,
+    pub error: String,
+}
+
+impl From<StoreError> for StepFailure {
+    fn from(e: StoreError) -> Self {
+        Self {
+            transient: e.is_transient(),
+            error: format!("store: {e}"),
+        }
+    }
+}
+
+impl From<TargetError> for StepFailure {
+    fn from(e: TargetError) -> Self {
+        Self {
+            transient: e.is_transient(),
+            error: format!("target: {e}"),
+        }
+    }
+}
+
+fn refused(error: impl Into<String>) -> StepFailure {
+    StepFailure {
+        transient: false,
+        error: error.into(),
+    }
+}
+
+/// The event that reports `result`.
+pub(super) fn into_event(result: Result<StepOutput, StepFailure>) -> Event {
+    match result {
+        Ok(output) => Event::StepSucceeded(output),
+        Err(f) => Event::StepFailed {
+            kind: if f.transient {
+                FailureKind::Transient
+            } else {
+                FailureKind::Refused
+            },
+            error: f.error,
+        },
+    }
+}
+
+struct Ctx<'a> {
+    store: &'a dyn Store,
+    secret: SecretRecord,
+    target: Box<dyn Target + 'a>,
+    /// The test hook: report this phase's verifications as refused.
+    refuse: bool,
+}
+
+impl Ctx<'_> {
+    async fn value(&self, v: VersionNumber) -> Result<SecretValue, StepFailure> {
+        let (_, value) = self
+            .store
+            .get_value(&self.secret.name, &VersionSelector::Number(v))
+            .await?;
+        Ok(value)
+    }
+
+    async fn set_state(&self, v: VersionNumber, state: VersionState) -> Result<(), StepFailure> {
+        Ok(self
+            .store
+            .set_version_state(&self.secret.name, v, state, now())
+            .await?)
+    }
+
+    async fn expect(
+        &self,
+        v: VersionNumber,
+        value: &SecretValue,
+        want: Verdict,
+    ) -> Result<(), StepFailure> {
+        let mut got = self.target.verify(value).await?;
+        if self.refuse {
+            got = match want {
+                Verdict::Accepted => Verdict::Refused,
+                Verdict::Refused => Verdict::Accepted,
+            };
+        }
+        if got == want {
+            return Ok(());
+        }
+        Err(refused(match want {
+            Verdict::Accepted => format!("version {v} is refused by the target"),
+            Verdict::Refused => format!("version {v} is still accepted by the target"),
+        }))
+    }
+
+    async fn labels(&self, moves: &[(Label, Option<VersionNumber>)]) -> Result<(), StepFailure> {
+        Ok(self
+            .store
+            .move_labels(&self.secret.name, moves, now())
+            .await?)
+    }
+}
+
+/// Performs `step` of `rotation`.
+pub(super) async fn perform(
+    store: &dyn Store,
+    hooks: &TestHooks,
+    rotation: &Rotation,
+    step: &Step,
+) -> Result<StepOutput, StepFailure> {
+    let secret = store.get_secret(&rotation.secret).await?;
+    let target = target_for(store, &secret).await?;
+    let ctx = Ctx {
+        store,
+        secret,
+        target,
+        refuse: hooks.refuses_verify(rotation.phase),
+    };
+    match *step {
+        Step::Precheck { current } => precheck(&ctx, current).await,
+        Step::Generate => generate(&ctx, rotation).await,
+        Step::DualAccept { old, new } => dual_accept(&ctx, old, new).await,
+        Step::Promote { old, new } => {
+            ctx.labels(&[
+                (Label::Current, Some(new)),
+                (Label::Previous, old),
+                (Label::Pending, None),
+            ])
+            .await?;
+            Ok(StepOutput::Done)
+        }
+        Step::Revoke { old, new } => revoke(&ctx, old, new).await,
+        Step::Replace { old, new } => replace(&ctx, old, new).await,
+        Step::RollBack {
+            old,
+            new,
+            previous,
+            old_revoked,
+        } => {
+            // Generate may have stored a version and failed before reporting
+            // it: that one is dropped too.
+            let new = match new {
+                Some(v) => Some(v),
+                None => created_by(&ctx, rotation).await?,
+            };
+            roll_back(&ctx, old, new, previous, old_revoked).await
+        }
+    }
+}
+
+/// The version `rotation`'s Generate stored, if any.
+async fn created_by(
+    ctx: &Ctx<'_>,
+    rotation: &Rotation,
+) -> Result<Option<VersionNumber>, StepFailure> {
+    let versions = ctx.store.list_versions(&ctx.secret.name).await?;
+    Ok(versions
+        .into_iter()
+        .find(|v| v.rotation.as_ref() == Some(&rotation.id))
+        .map(|v| v.number))
+}
+
+async fn precheck(
+    ctx: &Ctx<'_>,
+    current: Option<VersionNumber>,
+) -> Result<StepOutput, StepFailure> {
+    let value = match current {
+        Some(v) => Some(ctx.value(v).await?),
+        None => None,
+    };
+    ctx.target.precheck(value.as_ref()).await?;
+    Ok(StepOutput::Done)
+}
+
+async fn generate(ctx: &Ctx<'_>, rotation: &Rotation) -> Result<StepOutput, StepFailure> {
+    let kind = ctx.secret.kind;
+    let value = generate_value(kind);
+    // Idempotent: a second call for the same rotation returns the version
+    // the first one stored.
+    let v = ctx
+        .store
+        .add_version(
+            &ctx.secret.name,
+            &value,
+            VersionState::Pending,
+            Some(&rotation.id),
+            &[Label::Pending],
+            now(),
+        )
+        .await?;
+    // Read it back: stored whole and in the kind's format.
+    let stored = ctx.value(v).await?;
+    kind.validate(&stored)
+        .map_err(|e| refused(format!("version {v} read back malformed: {e}")))?;
+    Ok(StepOutput::Generated(v))
+}
+
+async fn dual_accept(
+    ctx: &Ctx<'_>,
+    old: Option<VersionNumber>,
+    new: VersionNumber,
+) -> Result<StepOutput, StepFailure> {
+    let new_value = ctx.value(new).await?;
+    // The store's accepted set is widened before the target's, so it
+    // always includes what the target accepts.
+    ctx.set_state(new, VersionState::Active).await?;
+    ctx.target.enable(&new_value).await?;
+    ctx.expect(new, &new_value, Verdict::Accepted).await?;
+    if let Some(old) = old {
+        ctx.expect(old, &ctx.value(old).await?, Verdict::Accepted)
+            .await?;
+    }
+    Ok(StepOutput::Done)
+}
+
+async fn revoke(
+    ctx: &Ctx<'_>,
+    old: VersionNumber,
+    new: VersionNumber,
+) -> Result<StepOutput, StepFailure> {
+    let old_value = ctx.value(old).await?;
+    ctx.target.revoke(&old_value).await?;
+    ctx.set_state(old, VersionState::Revoked).await?;
+    // The post-revoke check: old refused, new still works.
+    ctx.expect(old, &old_value, Verdict::Refused).await?;
+    ctx.expect(new, &ctx.value(new).await?, Verdict::Accepted)
+        .await?;
+    Ok(StepOutput::Done)
+}
+
+async fn replace(
+    ctx: &Ctx<'_>,
+    old: Option<VersionNumber>,
+    new: VersionNumber,
+) -> Result<StepOutput, StepFailure> {
+    let new_value = ctx.value(new).await?;
+    ctx.set_state(new, VersionState::Active).await?;
+    ctx.target.enable(&new_value).await?;
+    if let Some(old) = old {
+        let old_value = ctx.value(old).await?;
+        ctx.target.revoke(&old_value).await?;
+        ctx.set_state(old, VersionState::Revoked).await?;
+        ctx.expect(old, &old_value, Verdict::Refused).await?;
+    }
+    ctx.expect(new, &new_value, Verdict::Accepted).await?;
+    Ok(StepOutput::Done)
+}
+
+async fn roll_back(
+    ctx: &Ctx<'_>,
+    old: Option<VersionNumber>,
+    new: Option<VersionNumber>,
+    previous: Option<VersionNumber>,
+    old_revoked: bool,
+) -> Result<StepOutput, StepFailure> {
+    // 1. The old credential is accepted again (only Replace refused it).
+    let old_value = match old {
+        Some(v) => Some(ctx.value(v).await?),
+        None => None,
+    };
+    if let (Some(v), Some(value), true) = (old, &old_value, old_revoked) {
+        ctx.set_state(v, VersionState::Active).await?;
+        ctx.target.enable(value).await?;
+    }
+    // 2. Labels point where they did, before the new credential goes (I1).
+    ctx.labels(&[
+        (Label::Current, old),
+        (Label::Previous, previous),
+        (Label::Pending, None),
+    ])
+    .await?;
+    // 3. The new credential is refused and marked failed; its value stays
+    //    in the store (I2).
+    if let Some(v) = new {
+        let value = ctx.value(v).await?;
+        ctx.target.revoke(&value).await?;
+        ctx.set_state(v, VersionState::Failed).await?;
+        ctx.expect(v, &value, Verdict::Refused).await?;
+    }
+    if let (Some(v), Some(value)) = (old, &old_value) {
+        ctx.expect(v, value, Verdict::Accepted).await?;
+    }
+    Ok(StepOutput::Done)
+}

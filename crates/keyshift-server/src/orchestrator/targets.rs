@@ -1,0 +1,140 @@
+//! Which target enforces a secret, built from its kind and stored config.
+
+use keyshift_core::{SecretKind, SecretName, SecretValue};
+use keyshift_store::{SecretRecord, Store, StoreError, VersionSelector};
+use keyshift_targets::{AdminCredential, RedisConfig, RedisTarget, Target, TargetError, Verdict};
+
+use super::steps::StepFailure;
+use crate::error::ApiError;
+
+/// Checks a secret's target config for its kind, returning what to store.
+///
+/// # Errors
+///
+/// 400 naming what is wrong.
+pub fn validate_target(
+    kind: SecretKind,
+    target: serde_json::Value,
+) -> Result<serde_json::Value, ApiError> {
+    match kind {
+        SecretKind::Redis => {
+            let config: RedisConfig = serde_json::from_value(target).map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "invalid redis target (expected {{\"address\",\"user\",\"admin_secret\"?}}): {e}"
+                ))
+            })?;
+            config
+                .validate()
+                .map_err(|e| ApiError::BadRequest(format!("invalid redis target: {e}")))?;
+            if let Some(admin) = &config.admin_secret {
+                SecretName::new(admin).map_err(|e| {
+                    ApiError::BadRequest(format!("invalid redis target admin_secret: {e}"))
+                })?;
+            }
+            serde_json::to_value(config).map_err(|e| ApiError::internal("target config", &e))
+        }
+        SecretKind::ApiKey | SecretKind::Static => match target {
+            serde_json::Value::Null => Ok(serde_json::Value::Null),
+            serde_json::Value::Object(o) if o.is_empty() => Ok(serde_json::Value::Null),
+            _ => Err(ApiError::BadRequest(format!(
+                "secrets of kind {kind} take no target config"
+            ))),
+        },
+    }
+}
+
+/// The target of `secret`, with its admin credential read from the store.
+pub(super) async fn target_for<'a>(
+    store: &'a dyn Store,
+    secret: &SecretRecord,
+) -> Result<Box<dyn Target + 'a>, StepFailure> {
+    match secret.kind {
+        SecretKind::ApiKey | SecretKind::Static => Ok(Box::new(Keyring {
+            store,
+            name: secret.name.clone(),
+        })),
+        SecretKind::Redis => {
+            let config: RedisConfig =
+                serde_json::from_value(secret.target.clone()).map_err(|e| {
+                    StepFailure::from(TargetError::Config {
+                        detail: e.to_string(),
+                    })
+                })?;
+            let admin = match &config.admin_secret {
+                Some(name) => {
+                    let name = SecretName::new(name).map_err(|e| {
+                        StepFailure::from(TargetError::Config {
+                            detail: format!("admin_secret: {e}"),
+                        })
+                    })?;
+                    let (_, value) = store
+                        .get_value(
+                            &name,
+                            &VersionSelector::Label(keyshift_core::Label::Current),
+                        )
+                        .await?;
+                    Some(AdminCredential::parse(&value)?)
+                }
+                None => None,
+            };
+            Ok(Box::new(RedisTarget::new(config, admin)?))
+        }
+    }
+}
+
+/// The `api-key` target: keyshift's own keyring. The accepted set in the
+/// store *is* what verifiers enforce, so enabling and revoking happen
+/// through the versions' states (set by the steps) and verifying checks the
+/// accepted set, comparing in constant time.
+struct Keyring<'a> {
+    store: &'a dyn Store,
+    name: SecretName,
+}
+
+fn store_err(e: StoreError) -> TargetError {
+    if e.is_transient() {
+        TargetError::Unreachable {
+            target: "keyring".to_owned(),
+            detail: e.to_string(),
+        }
+    } else {
+        TargetError::Protocol {
+            detail: e.to_string(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Target for Keyring<'_> {
+    async fn precheck(&self, current: Option<&SecretValue>) -> Result<(), TargetError> {
+        if let Some(current) = current {
+            if self.verify(current).await? == Verdict::Refused {
+                return Err(TargetError::Precondition {
+                    detail: "the current key is not in the accepted set".to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn enable(&self, _value: &SecretValue) -> Result<(), TargetError> {
+        Ok(())
+    }
+
+    async fn revoke(&self, _value: &SecretValue) -> Result<(), TargetError> {
+        Ok(())
+    }
+
+    async fn verify(&self, value: &SecretValue) -> Result<Verdict, TargetError> {
+        let accepted = self.store.accepted(&self.name).await.map_err(store_err)?;
+        // Check every entry, without stopping early, in constant time each.
+        let found = accepted
+            .iter()
+            .fold(false, |found, (_, v)| found | v.ct_eq(value));
+        Ok(if found {
+            Verdict::Accepted
+        } else {
+            Verdict::Refused
+        })
+    }
+}

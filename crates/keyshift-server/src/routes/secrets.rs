@@ -1,0 +1,417 @@
+//! `/v1/secrets`, `/v1/audit`, `/v1/tokens`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use keyshift_core::api::{
+    AcceptedSet, AddVersion, CreateSecret, CreateToken, Scope, SecretInfo, SecretList,
+    SecretVersion, StartRotation, TokenCreated, VersionAdded, VersionInfo, VersionList,
+};
+use keyshift_core::{
+    Label, Policy, SecretKind, SecretName, SecretValue, VersionNumber, VersionState,
+};
+use keyshift_store::{NewAudit, SecretRecord, VersionRecord, VersionSelector};
+use serde::Deserialize;
+
+use super::body::RawBody;
+use super::{body, split_method, unknown_method, ApiJson};
+use crate::auth::{self, Caller};
+use crate::error::ApiError;
+use crate::orchestrator::{generate_value, validate_target};
+use crate::state::{now, AppState};
+
+fn parse_name(s: &str) -> Result<SecretName, ApiError> {
+    SecretName::new(s).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+pub(crate) fn info(r: SecretRecord) -> SecretInfo {
+    SecretInfo {
+        name: r.name,
+        kind: r.kind,
+        policy: r.policy,
+        target: r.target,
+        labels: r.labels,
+        created_at: r.created_at,
+    }
+}
+
+fn version_info(v: VersionRecord) -> VersionInfo {
+    VersionInfo {
+        version: v.number,
+        state: v.state,
+        labels: v.labels,
+        created_at: v.created_at,
+        rotation: v.rotation,
+    }
+}
+
+fn audit(
+    caller: &Caller,
+    action: &str,
+    secret: &SecretName,
+    version: Option<VersionNumber>,
+) -> NewAudit {
+    NewAudit {
+        actor: caller.actor(),
+        action: action.to_owned(),
+        secret: Some(secret.clone()),
+        version,
+        rotation: None,
+        outcome: "ok".to_owned(),
+        detail: None,
+        at: now(),
+    }
+}
+
+/// The value of a put: given or generated, checked against the kind.
+fn value_for(
+    kind: SecretKind,
+    value: Option<SecretValue>,
+    generate: bool,
+) -> Result<Option<SecretValue>, ApiError> {
+    let value = match (value, generate) {
+        (Some(_), true) => {
+            return Err(ApiError::BadRequest(
+                "give either `value` or `generate`, not both".to_owned(),
+            ))
+        }
+        (Some(v), false) => v,
+        (None, true) => generate_value(kind),
+        (None, false) => return Ok(None),
+    };
+    kind.validate(&value)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok(Some(value))
+}
+
+/// `POST /v1/secrets`.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateSecret>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Admin, &req.name)?;
+    req.policy
+        .validate()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let target = validate_target(req.kind, req.target)?;
+    let value = value_for(req.kind, req.value, req.generate)?;
+    let t = now();
+    state
+        .store
+        .create_secret(&req.name, req.kind, &req.policy, &target, t)
+        .await?;
+    let mut version = None;
+    if let Some(value) = value {
+        version = Some(
+            state
+                .store
+                .add_version(
+                    &req.name,
+                    &value,
+                    VersionState::Active,
+                    None,
+                    &[Label::Current],
+                    t,
+                )
+                .await?,
+        );
+    }
+    state
+        .audit(audit(&caller, "secret.create", &req.name, version))
+        .await;
+    let record = state.store.get_secret(&req.name).await?;
+    Ok((StatusCode::CREATED, Json(info(record))).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    prefix: Option<String>,
+}
+
+/// `GET /v1/secrets`.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<SecretList>, ApiError> {
+    caller.require_scope(Scope::Read)?;
+    let secrets = state
+        .store
+        .list_secrets(q.prefix.as_deref())
+        .await?
+        .into_iter()
+        .filter(|s| caller.can(Scope::Read, &s.name))
+        .map(info)
+        .collect();
+    Ok(Json(SecretList { secrets }))
+}
+
+#[derive(Deserialize)]
+pub struct ValueQuery {
+    label: Option<String>,
+    version: Option<u64>,
+}
+
+/// `GET /v1/secrets/{name}[:value|:versions|:accepted]`.
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<String>,
+    Query(q): Query<ValueQuery>,
+) -> Result<Response, ApiError> {
+    let (name, method) = split_method(&path);
+    let name = parse_name(name)?;
+    caller.require(Scope::Read, &name)?;
+    let store = &state.store;
+    match method {
+        None => Ok(Json(info(store.get_secret(&name).await?)).into_response()),
+        Some("value") => {
+            let selector = match (q.label, q.version) {
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::BadRequest(
+                        "give either `label` or `version`, not both".to_owned(),
+                    ))
+                }
+                (_, Some(n)) => VersionSelector::Number(VersionNumber(n)),
+                (Some(l), None) => VersionSelector::Label(
+                    l.parse::<Label>()
+                        .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+                ),
+                (None, None) => VersionSelector::Label(Label::Current),
+            };
+            let (version, value) = store.get_value(&name, &selector).await?;
+            Ok(Json(SecretVersion {
+                name,
+                info: version_info(version),
+                value,
+            })
+            .into_response())
+        }
+        Some("versions") => {
+            let versions = store
+                .list_versions(&name)
+                .await?
+                .into_iter()
+                .map(version_info)
+                .collect();
+            Ok(Json(VersionList { name, versions }).into_response())
+        }
+        Some("accepted") => {
+            let versions = store
+                .accepted(&name)
+                .await?
+                .into_iter()
+                .map(|(v, value)| SecretVersion {
+                    name: name.clone(),
+                    info: version_info(v),
+                    value,
+                })
+                .collect();
+            Ok(Json(AcceptedSet { name, versions }).into_response())
+        }
+        Some(m) => Err(unknown_method(m)),
+    }
+}
+
+/// `POST /v1/secrets/{name}:versions` and `:rotate`.
+pub async fn post(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<String>,
+    RawBody(raw): RawBody,
+) -> Result<Response, ApiError> {
+    let (name, method) = split_method(&path);
+    let name = parse_name(name)?;
+    match method {
+        Some("versions") => {
+            caller.require(Scope::Admin, &name)?;
+            let req: AddVersion = body::parse(&raw)?;
+            add_version(&state, &caller, name, req).await
+        }
+        Some("rotate") => {
+            caller.require(Scope::Rotate, &name)?;
+            let req: StartRotation = if raw.is_empty() {
+                StartRotation::default()
+            } else {
+                body::parse(&raw)?
+            };
+            let (rotation, created) = state
+                .orchestrator
+                .start(&name, req, &caller.actor())
+                .await?;
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok((
+                status,
+                Json(keyshift_core::api::RotationInfo::from(&rotation)),
+            )
+                .into_response())
+        }
+        Some(m) => Err(unknown_method(m)),
+        None => Err(ApiError::BadRequest(
+            "POST needs a method: `:versions` or `:rotate`".to_owned(),
+        )),
+    }
+}
+
+async fn add_version(
+    state: &AppState,
+    caller: &Caller,
+    name: SecretName,
+    req: AddVersion,
+) -> Result<Response, ApiError> {
+    let secret = state.store.get_secret(&name).await?;
+    let value = value_for(secret.kind, req.value, req.generate)?
+        .ok_or_else(|| ApiError::BadRequest("give `value` or `generate: true`".to_owned()))?;
+    let labels = req.labels.unwrap_or_else(|| vec![Label::Current]);
+    let t = now();
+    let version = state
+        .store
+        .add_version(&name, &value, VersionState::Active, None, &labels, t)
+        .await?;
+    // A new `current` pushes the old one to `previous`.
+    if let Some(old) = secret.labels.get(&Label::Current) {
+        if labels.contains(&Label::Current) && !labels.contains(&Label::Previous) {
+            state
+                .store
+                .move_labels(&name, &[(Label::Previous, Some(*old))], t)
+                .await?;
+        }
+    }
+    state
+        .audit(audit(caller, "secret.put", &name, Some(version)))
+        .await;
+    Ok((StatusCode::CREATED, Json(VersionAdded { version })).into_response())
+}
+
+/// `PUT /v1/secrets/{name}:policy`.
+pub async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<String>,
+    RawBody(raw): RawBody,
+) -> Result<Json<SecretInfo>, ApiError> {
+    let (name, method) = split_method(&path);
+    let name = parse_name(name)?;
+    match method {
+        Some("policy") => {
+            caller.require(Scope::Admin, &name)?;
+            let policy: Policy = body::parse(&raw)?;
+            policy
+                .validate()
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            state.store.update_policy(&name, &policy).await?;
+            state
+                .audit(audit(&caller, "secret.policy", &name, None))
+                .await;
+            Ok(Json(info(state.store.get_secret(&name).await?)))
+        }
+        Some(m) => Err(unknown_method(m)),
+        None => Err(ApiError::BadRequest(
+            "PUT needs a method: `:policy`".to_owned(),
+        )),
+    }
+}
+
+/// `DELETE /v1/secrets/{name}`.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let (name, method) = split_method(&path);
+    if let Some(m) = method {
+        return Err(unknown_method(m));
+    }
+    let name = parse_name(name)?;
+    caller.require(Scope::Admin, &name)?;
+    state.store.delete_secret(&name, now()).await?;
+    state
+        .audit(audit(&caller, "secret.delete", &name, None))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    secret: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /v1/audit`.
+pub async fn audit_log(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let secret = q.secret.as_deref().map(parse_name).transpose()?;
+    match &secret {
+        Some(name) => caller.require(Scope::Admin, name)?,
+        None => {
+            if !caller.can_pattern(Scope::Admin, "*") {
+                return Err(ApiError::Forbidden(
+                    "the whole audit log needs `admin` on `*`".to_owned(),
+                ));
+            }
+        }
+    }
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let entries = state.store.list_audit(secret.as_ref(), limit).await?;
+    Ok(Json(serde_json::json!({ "entries": entries })))
+}
+
+/// `POST /v1/tokens`: only for `admin` on `*` (a token can grant anything).
+pub async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateToken>,
+) -> Result<Response, ApiError> {
+    if !caller.can_pattern(Scope::Admin, "*") {
+        return Err(ApiError::Forbidden(
+            "creating tokens needs `admin` on `*`".to_owned(),
+        ));
+    }
+    for g in &req.grants {
+        let valid = g.pattern == "*"
+            || SecretName::new(
+                g.pattern
+                    .strip_suffix('*')
+                    .unwrap_or(&g.pattern)
+                    .trim_end_matches('/'),
+            )
+            .is_ok();
+        if !valid {
+            return Err(ApiError::BadRequest(format!(
+                "invalid grant pattern `{}`: use `*`, `prefix/*` or a secret name",
+                g.pattern
+            )));
+        }
+    }
+    let minted = auth::mint(&req.description, &req.grants, now());
+    state.store.create_token(&minted.record).await?;
+    state
+        .audit(NewAudit {
+            actor: caller.actor(),
+            action: "token.create".to_owned(),
+            secret: None,
+            version: None,
+            rotation: None,
+            outcome: "ok".to_owned(),
+            detail: Some(format!("token:{}", minted.record.id)),
+            at: now(),
+        })
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            id: minted.record.id,
+            token: minted.token,
+        }),
+    )
+        .into_response())
+}

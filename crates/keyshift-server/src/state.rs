@@ -1,0 +1,38 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use keyshift_core::Timestamp;
+use keyshift_store::{NewAudit, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::orchestrator::Orchestrator;
+
+/// The app's shared state: cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Drives rotations.
+    pub orchestrator: Orchestrator,
+    /// The store engine's name, for health.
+    pub engine: &'static str,
+    /// Cancelled when the server shuts down (ends watch streams).
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Appends to the audit log; a failure is logged, never hidden from
+    /// the operator, but does not undo the action that was taken.
+    pub async fn audit(&self, entry: NewAudit) {
+        if let Err(e) = self.store.append_audit(&entry).await {
+            tracing::error!(error = %e, action = %entry.action, "could not write audit entry");
+        }
+    }
+}
+
+/// The wall clock, read at the edge: the core never reads it.
+pub fn now() -> Timestamp {
+    Timestamp::from_system(SystemTime::now())
+}

@@ -1,0 +1,153 @@
+//! [`Store`] for [`SqlStore`]: each method delegates to its module.
+
+use keyshift_core::rotation::{Rotation, RotationId};
+use keyshift_core::{
+    Label, Policy, SecretKind, SecretName, SecretValue, Timestamp, VersionNumber, VersionState,
+};
+
+use super::SqlStore;
+use crate::error::StoreError;
+use crate::model::{
+    AuditEntry, CreateRotation, EventRecord, NewAudit, RotationFilter, SecretRecord, TokenRecord,
+    VersionRecord, VersionSelector,
+};
+use crate::store::Store;
+
+#[async_trait::async_trait]
+impl Store for SqlStore {
+    async fn create_secret(
+        &self,
+        name: &SecretName,
+        kind: SecretKind,
+        policy: &Policy,
+        target: &serde_json::Value,
+        now: Timestamp,
+    ) -> Result<SecretRecord, StoreError> {
+        self.create_secret_impl(name, kind, policy, target, now)
+            .await
+    }
+
+    async fn get_secret(&self, name: &SecretName) -> Result<SecretRecord, StoreError> {
+        self.get_secret_impl(name).await
+    }
+
+    async fn list_secrets(&self, prefix: Option<&str>) -> Result<Vec<SecretRecord>, StoreError> {
+        self.list_secrets_impl(prefix).await
+    }
+
+    async fn update_policy(&self, name: &SecretName, policy: &Policy) -> Result<(), StoreError> {
+        self.update_policy_impl(name, policy).await
+    }
+
+    async fn delete_secret(&self, name: &SecretName, now: Timestamp) -> Result<(), StoreError> {
+        self.delete_secret_impl(name, now).await
+    }
+
+    async fn add_version(
+        &self,
+        name: &SecretName,
+        value: &SecretValue,
+        state: VersionState,
+        rotation: Option<&RotationId>,
+        labels: &[Label],
+        now: Timestamp,
+    ) -> Result<VersionNumber, StoreError> {
+        self.add_version_impl(name, value, state, rotation, labels, now)
+            .await
+    }
+
+    async fn get_value(
+        &self,
+        name: &SecretName,
+        sel: &VersionSelector,
+    ) -> Result<(VersionRecord, SecretValue), StoreError> {
+        self.get_value_impl(name, sel).await
+    }
+
+    async fn list_versions(&self, name: &SecretName) -> Result<Vec<VersionRecord>, StoreError> {
+        self.list_versions_impl(name).await
+    }
+
+    async fn set_version_state(
+        &self,
+        name: &SecretName,
+        number: VersionNumber,
+        state: VersionState,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.set_version_state_impl(name, number, state, now).await
+    }
+
+    async fn move_labels(
+        &self,
+        name: &SecretName,
+        moves: &[(Label, Option<VersionNumber>)],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.move_labels_impl(name, moves, now).await
+    }
+
+    async fn accepted(
+        &self,
+        name: &SecretName,
+    ) -> Result<Vec<(VersionRecord, SecretValue)>, StoreError> {
+        self.accepted_impl(name).await
+    }
+
+    async fn create_rotation(&self, rotation: &Rotation) -> Result<CreateRotation, StoreError> {
+        self.create_rotation_impl(rotation).await
+    }
+
+    async fn save_rotation(&self, rotation: &Rotation) -> Result<(), StoreError> {
+        self.save_rotation_impl(rotation).await
+    }
+
+    async fn get_rotation(&self, id: &RotationId) -> Result<Rotation, StoreError> {
+        self.get_rotation_impl(id).await
+    }
+
+    async fn list_rotations(&self, filter: &RotationFilter) -> Result<Vec<Rotation>, StoreError> {
+        self.list_rotations_impl(filter).await
+    }
+
+    async fn events_since(
+        &self,
+        after: i64,
+        patterns: &[String],
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.events_since_impl(after, patterns, limit).await
+    }
+
+    async fn latest_event_id(&self) -> Result<i64, StoreError> {
+        self.latest_event_id_impl().await
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<EventRecord> {
+        self.events.subscribe()
+    }
+
+    async fn append_audit(&self, entry: &NewAudit) -> Result<(), StoreError> {
+        self.append_audit_impl(entry).await
+    }
+
+    async fn list_audit(
+        &self,
+        secret: Option<&SecretName>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.list_audit_impl(secret, limit).await
+    }
+
+    async fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        self.create_token_impl(token).await
+    }
+
+    async fn get_token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.get_token_impl(id).await
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.health_impl().await
+    }
+}

@@ -1,0 +1,158 @@
+//! The [`Store`] trait.
+
+use keyshift_core::rotation::{Rotation, RotationId};
+use keyshift_core::{
+    Label, Policy, SecretKind, SecretName, SecretValue, Timestamp, VersionNumber, VersionState,
+};
+
+use crate::error::StoreError;
+use crate::model::{
+    AuditEntry, CreateRotation, EventRecord, NewAudit, RotationFilter, SecretRecord, TokenRecord,
+    VersionRecord, VersionSelector,
+};
+
+/// Durable state: secrets, their encrypted versions and labels, rotations,
+/// the change feed, the audit log and API tokens.
+///
+/// Every method that changes a secret does so in one transaction together
+/// with the [`EventRecord`] it emits, and sends that event to
+/// [`subscribe`](Store::subscribe)rs after the commit.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a secret with no versions; emits `SecretCreated`.
+    ///
+    /// [`StoreError::AlreadyExists`] if the name is taken.
+    async fn create_secret(
+        &self,
+        name: &SecretName,
+        kind: SecretKind,
+        policy: &Policy,
+        target: &serde_json::Value,
+        now: Timestamp,
+    ) -> Result<SecretRecord, StoreError>;
+
+    /// A secret's metadata and labels. [`StoreError::NotFound`] if missing.
+    async fn get_secret(&self, name: &SecretName) -> Result<SecretRecord, StoreError>;
+
+    /// Secrets whose names start with `prefix` (all if `None`), sorted by name.
+    async fn list_secrets(&self, prefix: Option<&str>) -> Result<Vec<SecretRecord>, StoreError>;
+
+    /// Replaces a secret's policy. [`StoreError::NotFound`] if missing.
+    async fn update_policy(&self, name: &SecretName, policy: &Policy) -> Result<(), StoreError>;
+
+    /// Deletes a secret with its versions and labels; emits `SecretDeleted`.
+    ///
+    /// [`StoreError::RotationActive`] if a rotation of it has not ended.
+    async fn delete_secret(&self, name: &SecretName, now: Timestamp) -> Result<(), StoreError>;
+
+    /// Adds a version. If `rotation` is Some and that rotation already
+    /// created a version of this secret, returns that version's number and
+    /// changes nothing (idempotent Generate). Otherwise allocates max+1,
+    /// encrypts, stores, points `labels` at it (atomically, same
+    /// transaction), emits `VersionAdded`.
+    async fn add_version(
+        &self,
+        name: &SecretName,
+        value: &SecretValue,
+        state: VersionState,
+        rotation: Option<&RotationId>,
+        labels: &[Label],
+        now: Timestamp,
+    ) -> Result<VersionNumber, StoreError>;
+
+    /// A version and its decrypted value.
+    ///
+    /// [`StoreError::NotFound`] if the secret, label or number is missing;
+    /// [`StoreError::Decrypt`] if the ciphertext does not open.
+    async fn get_value(
+        &self,
+        name: &SecretName,
+        sel: &VersionSelector,
+    ) -> Result<(VersionRecord, SecretValue), StoreError>;
+
+    /// A secret's versions, ascending by number.
+    async fn list_versions(&self, name: &SecretName) -> Result<Vec<VersionRecord>, StoreError>;
+
+    /// Sets a version's state; emits `VersionState`. A no-op (no event) if
+    /// it is already in that state.
+    async fn set_version_state(
+        &self,
+        name: &SecretName,
+        number: VersionNumber,
+        state: VersionState,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Atomically applies label moves: `Some(v)` points the label at `v`
+    /// (which must exist), `None` removes the label. Emits one
+    /// `LabelsMoved` event, only if something changed.
+    async fn move_labels(
+        &self,
+        name: &SecretName,
+        moves: &[(Label, Option<VersionNumber>)],
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Versions in state Active, with values, ascending.
+    async fn accepted(
+        &self,
+        name: &SecretName,
+    ) -> Result<Vec<(VersionRecord, SecretValue)>, StoreError>;
+
+    /// Inserts a rotation.
+    ///
+    /// The same id already stored gives `Ok(Existing(stored))`. Another
+    /// rotation of the same secret that has not ended gives
+    /// [`StoreError::RotationActive`] with that rotation's id, enforced by a
+    /// unique partial index so concurrent callers and several replicas are
+    /// safe (invariant I3). [`StoreError::NotFound`] if the secret is missing.
+    async fn create_rotation(&self, rotation: &Rotation) -> Result<CreateRotation, StoreError>;
+
+    /// Overwrites the stored state of `rotation.id`, its active flag
+    /// (= not terminal) and its update time. [`StoreError::NotFound`] if missing.
+    async fn save_rotation(&self, rotation: &Rotation) -> Result<(), StoreError>;
+
+    /// A rotation by id. [`StoreError::NotFound`] if missing.
+    async fn get_rotation(&self, id: &RotationId) -> Result<Rotation, StoreError>;
+
+    /// Rotations matching `filter`, newest first.
+    async fn list_rotations(&self, filter: &RotationFilter) -> Result<Vec<Rotation>, StoreError>;
+
+    /// Events with id > `after`, oldest first, at most `limit`, only for
+    /// secrets matching one of `patterns` ([`SecretName::matches`]
+    /// semantics: `*` all, `prefix*` prefix, else exact).
+    async fn events_since(
+        &self,
+        after: i64,
+        patterns: &[String],
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// The id of the newest committed event (of any secret), 0 if none: a
+    /// watcher that starts now reads [`events_since`](Store::events_since)
+    /// this id.
+    async fn latest_event_id(&self) -> Result<i64, StoreError>;
+
+    /// Every event committed by this store instance is sent here after its
+    /// transaction commits.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<EventRecord>;
+
+    /// Appends to the audit log (which is never updated nor deleted from).
+    async fn append_audit(&self, entry: &NewAudit) -> Result<(), StoreError>;
+
+    /// Audit entries, of one secret or all, newest first, at most `limit`.
+    async fn list_audit(
+        &self,
+        secret: Option<&SecretName>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Stores a token. [`StoreError::AlreadyExists`] if the id is taken.
+    async fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+
+    /// A token by id, if stored.
+    async fn get_token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Whether the database answers a trivial query.
+    async fn health(&self) -> Result<(), StoreError>;
+}

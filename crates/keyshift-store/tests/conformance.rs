@@ -1,0 +1,54 @@
+//! The store conformance suite: every case runs against SQLite (a temporary
+//! file) and PostgreSQL (a fresh database, dropped afterwards; skipped with
+//! a loud message when PostgreSQL is not reachable, failed in CI).
+
+mod common;
+
+#[path = "conformance/events.rs"]
+mod events;
+#[path = "conformance/rotations.rs"]
+mod rotations;
+#[path = "conformance/secrets.rs"]
+mod secrets;
+#[path = "conformance/versions.rs"]
+mod versions;
+
+/// Generates `sqlite::<case>` and `postgres::<case>` for each case.
+macro_rules! conformance {
+    ($($module:ident :: $case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    crate::common::run_sqlite(crate::$module::$case).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    crate::common::run_postgres(crate::$module::$case).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance! {
+    secrets::secrets_crud,
+    secrets::versions_and_labels,
+    versions::move_labels_atomically,
+    versions::version_state_and_accepted,
+    versions::add_version_idempotent_per_rotation,
+    events::events_since_patterns_and_order,
+    events::subscribe_receives_committed_events,
+    events::subscribers_see_concurrent_events_in_id_order,
+    rotations::create_rotation_outcomes,
+    rotations::concurrent_create_rotation,
+    rotations::save_get_list_rotations,
+    rotations::delete_refused_while_rotation_active,
+    rotations::audit_append_and_list,
+    rotations::tokens,
+    rotations::health,
+}
