@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyshift_core::api::{
-    AcceptedSet, AddVersion, CreateSecret, CreateToken, Health, RollbackRequest, RotationInfo,
-    RotationList, SecretInfo, SecretList, SecretVersion, StartRotation, TokenCreated, VersionAdded,
-    VersionList,
+    AcceptedSet, AddVersion, ConsumerList, CreateSecret, CreateToken, Health, Heartbeat,
+    RollbackRequest, RotationInfo, RotationList, SecretInfo, SecretList, SecretVersion,
+    StartRotation, TokenCreated, UsageList, UsageReport, VersionAdded, VersionList,
 };
 use keyshift_core::rotation::RotationId;
-use keyshift_core::{Label, Policy, SecretName, SecretValue, VersionNumber};
+use keyshift_core::{Label, Policy, SecretName, SecretValue, Timestamp, VersionNumber};
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
@@ -353,6 +353,63 @@ impl ApiClient {
     pub async fn create_token(&self, req: &CreateToken) -> Result<TokenCreated, ClientError> {
         let body = encode(req)?;
         self.call(Method::POST, "/v1/tokens", &[], Some(body), Sensitive::Yes)
+            .await
+    }
+
+    /// `POST /v1/consumers/heartbeat`: tells the server which versions this
+    /// consumer holds.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Api`]: `forbidden` without `read` on a held secret,
+    /// `bad_request` for an invalid consumer id.
+    pub async fn heartbeat(&self, beat: &Heartbeat) -> Result<(), ClientError> {
+        let body = encode(beat)?;
+        self.send(Method::POST, "/v1/consumers/heartbeat", &[], Some(body))
+            .await
+            .map(drop)
+    }
+
+    /// `POST /v1/usage`: reports uses per version counted by a verifier.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Api`]: `forbidden` without `read` on a counted secret.
+    pub async fn report_usage(&self, report: &UsageReport) -> Result<(), ClientError> {
+        let body = encode(report)?;
+        self.send(Method::POST, "/v1/usage", &[], Some(body))
+            .await
+            .map(drop)
+    }
+
+    /// `GET /v1/secrets/{name}:consumers`: who holds which version.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Api`] `not_found` for an unknown secret.
+    pub async fn consumers(&self, name: &SecretName) -> Result<ConsumerList, ClientError> {
+        let path = format!("/v1/secrets/{name}:consumers");
+        self.call(Method::GET, &path, &[], None, Sensitive::No)
+            .await
+    }
+
+    /// `GET /v1/secrets/{name}:usage`: uses per version per minute since
+    /// `since` (default: the last hour).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Api`] `not_found` for an unknown secret.
+    pub async fn usage(
+        &self,
+        name: &SecretName,
+        since: Option<Timestamp>,
+    ) -> Result<UsageList, ClientError> {
+        let path = format!("/v1/secrets/{name}:usage");
+        let query: Vec<(&str, String)> = since
+            .map(|t| ("since", t.to_string()))
+            .into_iter()
+            .collect();
+        self.call(Method::GET, &path, &query, None, Sensitive::No)
             .await
     }
 

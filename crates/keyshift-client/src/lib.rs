@@ -37,7 +37,9 @@
 
 mod api;
 mod error;
+mod snapshot;
 
 pub use api::{ApiClient, Selector, CONNECT_TIMEOUT, REQUEST_TIMEOUT, USER_AGENT};
 pub use error::ClientError;
 pub use keyshift_core;
+pub use snapshot::{SecretSource, Snapshot};

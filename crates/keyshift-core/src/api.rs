@@ -401,3 +401,109 @@ pub mod opt_secret {
             .transpose()
     }
 }
+
+/// `POST /v1/consumers/heartbeat`: a consumer says which versions it holds.
+/// The server records it; the overlap gate reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// The consumer's id: stable across restarts of the same instance
+    /// (1 to 128 characters of `[A-Za-z0-9._:-]`).
+    pub consumer_id: String,
+    /// The host it runs on, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The process (name, pid), for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+    /// Each secret it watches and the version it holds (None: none yet).
+    pub holds: Vec<Holding>,
+}
+
+/// One secret a consumer holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Holding {
+    /// The secret.
+    pub secret: SecretName,
+    /// The version it uses now.
+    pub version: Option<VersionNumber>,
+}
+
+/// `POST /v1/usage`: uses of each version counted by a verifier (a
+/// `KeyRing`) since its last report: the usage signal of the overlap gate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageReport {
+    /// Who counted (a consumer id).
+    pub reporter: String,
+    /// The counts.
+    pub counts: Vec<UsageCount>,
+}
+
+/// Uses of one version of one secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageCount {
+    /// The secret.
+    pub secret: SecretName,
+    /// The version used.
+    pub version: VersionNumber,
+    /// How many uses since the last report.
+    pub count: u64,
+}
+
+/// A consumer of a secret as the server last heard of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerInfo {
+    /// Its id.
+    pub consumer_id: String,
+    /// The version it reported holding.
+    pub version: Option<VersionNumber>,
+    /// Its host.
+    pub host: Option<String>,
+    /// Its process.
+    pub process: Option<String>,
+    /// First heartbeat.
+    pub first_seen: Timestamp,
+    /// Latest heartbeat.
+    pub last_seen: Timestamp,
+}
+
+/// `GET /v1/secrets/{name}:consumers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerList {
+    /// The secret.
+    pub name: SecretName,
+    /// By consumer id.
+    pub consumers: Vec<ConsumerInfo>,
+}
+
+/// One version's uses in one reporting window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageWindow {
+    /// The version.
+    pub version: VersionNumber,
+    /// The window's start (windows are one minute, aligned).
+    pub window_start: Timestamp,
+    /// Uses counted in it, from every reporter.
+    pub count: u64,
+}
+
+/// `GET /v1/secrets/{name}:usage?since=RFC3339`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageList {
+    /// The secret.
+    pub name: SecretName,
+    /// Oldest first.
+    pub windows: Vec<UsageWindow>,
+}
+
+/// Checks a consumer id: 1 to 128 characters of `[A-Za-z0-9._:-]`.
+pub fn valid_consumer_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
