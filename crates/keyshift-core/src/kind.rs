@@ -56,33 +56,46 @@ impl SecretKind {
         SecretValue::new(s).expect("generated value fits the generic limits")
     }
 
-    /// Checks that `value` has this kind's format, as a read-back after
-    /// Generate and on every value an operator puts.
+    /// Checks that `value` has this kind's format: every value an operator
+    /// puts. Keys and passwords travel in headers and protocol commands, so
+    /// they are printable ASCII without spaces. No minimum length here: an
+    /// existing credential being adopted is what it is.
     ///
     /// # Errors
     ///
     /// A [`ValueError`] naming what is wrong, never the value.
     pub fn validate(self, value: &SecretValue) -> Result<(), ValueError> {
-        let s = value.expose();
         match self {
             SecretKind::Static => Ok(()),
             SecretKind::ApiKey | SecretKind::Redis => {
-                // Passwords and keys travel in headers and protocol commands:
-                // printable ASCII without spaces, at least 16 bytes.
-                if !s.bytes().all(|b| b.is_ascii_graphic()) {
-                    return Err(ValueError::BadCharacter {
+                if value.expose().bytes().all(|b| b.is_ascii_graphic()) {
+                    Ok(())
+                } else {
+                    Err(ValueError::BadCharacter {
                         kind: self.as_str(),
-                    });
+                    })
                 }
-                if s.len() < 16 {
-                    return Err(ValueError::TooShort {
-                        kind: self.as_str(),
-                        min: 16,
-                    });
-                }
-                Ok(())
             }
         }
+    }
+
+    /// The read-back check after Generate: the kind's format and the full
+    /// length of a generated value (256 bits of entropy), so a truncated
+    /// store write is caught.
+    ///
+    /// # Errors
+    ///
+    /// A [`ValueError`] naming what is wrong, never the value.
+    pub fn validate_generated(self, value: &SecretValue) -> Result<(), ValueError> {
+        self.validate(value)?;
+        let min = self.generate(&[0; GENERATED_ENTROPY_BYTES]).expose().len();
+        if value.expose().len() < min {
+            return Err(ValueError::TooShort {
+                kind: self.as_str(),
+                min,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -113,7 +126,7 @@ mod tests {
     fn generated_values_have_the_kinds_format() {
         for kind in SecretKind::ALL {
             let v = kind.generate(&[7u8; 32]);
-            kind.validate(&v).unwrap();
+            kind.validate_generated(&v).unwrap();
             assert!(v.expose().len() >= 43);
         }
         assert!(SecretKind::ApiKey
@@ -123,11 +136,18 @@ mod tests {
     }
 
     #[test]
-    fn passwords_refuse_spaces_and_short_values() {
+    fn passwords_refuse_spaces_and_generated_values_their_truncation() {
         let spaced = SecretValue::new("a password with spaces".into()).unwrap();
         assert!(SecretKind::Redis.validate(&spaced).is_err());
         let short = SecretValue::new("short".into()).unwrap();
-        assert!(SecretKind::ApiKey.validate(&short).is_err());
+        assert!(
+            SecretKind::ApiKey.validate(&short).is_ok(),
+            "adopted keys may be short"
+        );
+        assert!(matches!(
+            SecretKind::ApiKey.validate_generated(&short),
+            Err(ValueError::TooShort { .. })
+        ));
     }
 
     #[test]

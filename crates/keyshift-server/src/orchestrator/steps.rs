@@ -204,7 +204,7 @@ async fn generate(ctx: &Ctx<'_>, rotation: &Rotation) -> Result<StepOutput, Step
         .await?;
     // Read it back: stored whole and in the kind's format.
     let stored = ctx.value(v).await?;
-    kind.validate(&stored)
+    kind.validate_generated(&stored)
         .map_err(|e| refused(format!("version {v} read back malformed: {e}")))?;
     Ok(StepOutput::Generated(v))
 }
