@@ -27,13 +27,13 @@ pub enum ServerError {
     #[error("no master key at {0} and KEYSHIFT_MASTER_KEY is not set: run `keyshift init` first")]
     NoMasterKey(PathBuf),
     /// The master key could not be read or created.
-    #[error("master key: {0}")]
+    #[error("master key")]
     Key(#[from] KeyError),
     /// The store refused to open (a wrong master key is one case).
-    #[error("store: {0}")]
+    #[error("store")]
     Store(#[from] StoreError),
     /// The data dir or listener failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,

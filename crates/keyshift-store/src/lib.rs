@@ -7,7 +7,8 @@
 //! secret writes an [`EventRecord`] in the same transaction (for watchers),
 //! rotations are stored with the database enforcing at most one active
 //! rotation per secret, and an append-only audit log records who did what,
-//! never a value.
+//! never a value. Consumers' heartbeats and per-minute usage counts, the
+//! signals of the overlap gate, are kept per secret.
 //!
 //! ```no_run
 //! use keyshift_core::{Label, Policy, SecretKind, SecretName, SecretValue, Timestamp, VersionState};
@@ -40,8 +41,8 @@ mod store;
 pub use crypto::{KeyError, MasterKey, KEY_LEN, MASTER_KEY_ENV};
 pub use error::StoreError;
 pub use model::{
-    AuditEntry, CreateRotation, Engine, EventKind, EventRecord, NewAudit, RotationFilter,
-    SecretRecord, TokenRecord, VersionRecord, VersionSelector,
+    AuditEntry, ConsumerRecord, CreateRotation, Engine, EventKind, EventRecord, NewAudit,
+    RotationFilter, SecretRecord, TokenRecord, UsageWindowRecord, VersionRecord, VersionSelector,
 };
 pub use sql::{sqlite_url, SqlStore};
 pub use store::Store;

@@ -126,6 +126,37 @@ pub struct EventRecord {
     pub at: Timestamp,
 }
 
+/// A consumer of a secret as last heard of (its latest heartbeat).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerRecord {
+    /// The secret it holds.
+    pub secret: SecretName,
+    /// The consumer's id.
+    pub consumer_id: String,
+    /// The version it reported holding (None: none yet).
+    pub version: Option<VersionNumber>,
+    /// The host it runs on, as reported.
+    pub host: Option<String>,
+    /// Its process, as reported.
+    pub process: Option<String>,
+    /// Its first heartbeat naming this secret.
+    pub first_seen: Timestamp,
+    /// Its latest heartbeat naming this secret.
+    pub last_seen: Timestamp,
+}
+
+/// Uses of one version in one one-minute window (`window_start` aligned to
+/// the minute, UTC), summed over every reporter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageWindowRecord {
+    /// The version used.
+    pub version: VersionNumber,
+    /// The window's start: a whole minute.
+    pub window_start: Timestamp,
+    /// Uses counted in the window (saturating at `i64::MAX`).
+    pub count: u64,
+}
+
 /// An audit entry to append. Never a value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewAudit {

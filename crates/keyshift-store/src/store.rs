@@ -7,12 +7,12 @@ use keyshift_core::{
 
 use crate::error::StoreError;
 use crate::model::{
-    AuditEntry, CreateRotation, EventRecord, NewAudit, RotationFilter, SecretRecord, TokenRecord,
-    VersionRecord, VersionSelector,
+    AuditEntry, ConsumerRecord, CreateRotation, EventRecord, NewAudit, RotationFilter,
+    SecretRecord, TokenRecord, UsageWindowRecord, VersionRecord, VersionSelector,
 };
 
 /// Durable state: secrets, their encrypted versions and labels, rotations,
-/// the change feed, the audit log and API tokens.
+/// the change feed, consumers and usage, the audit log and API tokens.
 ///
 /// Every method that changes a secret does so in one transaction together
 /// with the [`EventRecord`] it emits, and sends that event to
@@ -40,7 +40,8 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces a secret's policy. [`StoreError::NotFound`] if missing.
     async fn update_policy(&self, name: &SecretName, policy: &Policy) -> Result<(), StoreError>;
 
-    /// Deletes a secret with its versions and labels; emits `SecretDeleted`.
+    /// Deletes a secret with its versions, labels, consumers and usage
+    /// windows; emits `SecretDeleted`.
     ///
     /// [`StoreError::RotationActive`] if a rotation of it has not ended.
     async fn delete_secret(&self, name: &SecretName, now: Timestamp) -> Result<(), StoreError>;
@@ -136,6 +137,54 @@ pub trait Store: Send + Sync + 'static {
     /// Every event committed by this store instance is sent here after its
     /// transaction commits.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<EventRecord>;
+
+    /// Records a consumer's heartbeat: for each `(secret, version)` it
+    /// holds, upserts the row of (secret, `consumer_id`) with that version,
+    /// `host`, `process` and `last_seen = now`; `first_seen` is set on
+    /// insert only. A secret named twice keeps its last holding. One
+    /// transaction, no event.
+    ///
+    /// [`StoreError::NotFound`] if any named secret does not exist; then
+    /// nothing is written.
+    async fn record_heartbeat(
+        &self,
+        consumer_id: &str,
+        host: Option<&str>,
+        process: Option<&str>,
+        holds: &[(SecretName, Option<VersionNumber>)],
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// The consumers of `name`, sorted by consumer id.
+    /// [`StoreError::NotFound`] if the secret is missing.
+    async fn list_consumers(&self, name: &SecretName) -> Result<Vec<ConsumerRecord>, StoreError>;
+
+    /// Adds each `(secret, version, count)` into the secret's window of
+    /// `now` for that version (the minute `now` falls in, UTC), creating
+    /// it if needed. Counts are stored as i64 and saturate at `i64::MAX`;
+    /// zero counts write nothing. One transaction, no event.
+    ///
+    /// [`StoreError::NotFound`] if any named secret does not exist (zero
+    /// counts included); then nothing is written.
+    async fn record_usage(
+        &self,
+        counts: &[(SecretName, VersionNumber, u64)],
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// The usage windows of `name` that start at or after the minute
+    /// `since` falls in, oldest first, then by version.
+    /// [`StoreError::NotFound`] if the secret is missing.
+    async fn usage_since(
+        &self,
+        name: &SecretName,
+        since: Timestamp,
+    ) -> Result<Vec<UsageWindowRecord>, StoreError>;
+
+    /// Housekeeping: deletes consumer rows with `last_seen < older_than`
+    /// and usage windows with `window_start < older_than`, of every
+    /// secret, in one transaction. Returns how many rows went.
+    async fn prune(&self, older_than: Timestamp) -> Result<u64, StoreError>;
 
     /// Appends to the audit log (which is never updated nor deleted from).
     async fn append_audit(&self, entry: &NewAudit) -> Result<(), StoreError>;

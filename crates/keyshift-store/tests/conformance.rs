@@ -4,6 +4,8 @@
 
 mod common;
 
+#[path = "conformance/consumers.rs"]
+mod consumers;
 #[path = "conformance/events.rs"]
 mod events;
 #[path = "conformance/rotations.rs"]
@@ -51,4 +53,12 @@ conformance! {
     rotations::audit_append_and_list,
     rotations::tokens,
     rotations::health,
+    consumers::heartbeat_upsert_keeps_first_seen,
+    consumers::heartbeat_covers_several_secrets,
+    consumers::heartbeat_unknown_secret_writes_nothing,
+    consumers::usage_adds_within_window_and_rolls_over,
+    consumers::usage_since_filters_by_window,
+    consumers::prune_removes_old_rows_only,
+    consumers::delete_secret_removes_consumers_and_usage,
+    consumers::concurrent_heartbeats_and_usage,
 }

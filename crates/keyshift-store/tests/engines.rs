@@ -404,3 +404,81 @@ async fn unsupported_urls_are_refused_without_echo() {
     assert!(matches!(e, StoreError::UnsupportedUrl { .. }), "{e}");
     assert!(!e.to_string().contains("hunter2"));
 }
+
+/// A store at schema v1 (before consumers and usage) is upgraded in place
+/// when opened: its secrets stay and take heartbeats and usage.
+async fn upgrades_a_v1_store(url: &str, raw_url: &str, v1: &str) {
+    let raw = sqlx::AnyPool::connect(raw_url).await.unwrap();
+    sqlx::Executor::execute(&raw, v1).await.unwrap();
+    for sql in [
+        "CREATE TABLE keyshift_schema (\
+         version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        "INSERT INTO keyshift_schema (version, description, applied_at) VALUES (1, 'initial schema', 0)",
+        "INSERT INTO secrets (name, kind, policy, target, created_at, event_seq) \
+         VALUES ('prod/old', 'static', '{}', '{}', 0, 0)",
+    ] {
+        sqlx::query(sql).execute(&raw).await.unwrap();
+    }
+    raw.close().await;
+
+    let store = SqlStore::open(url, MasterKey::generate()).await.unwrap();
+    let n = name("prod/old");
+    store
+        .record_heartbeat(
+            "c1",
+            None,
+            None,
+            &[(n.clone(), Some(VersionNumber(1)))],
+            t(1),
+        )
+        .await
+        .unwrap();
+    store
+        .record_usage(&[(n.clone(), VersionNumber(1), 3)], t(2))
+        .await
+        .unwrap();
+    assert_eq!(store.list_consumers(&n).await.unwrap().len(), 1);
+    assert_eq!(store.usage_since(&n, t(0)).await.unwrap()[0].count, 3);
+    store.close().await;
+
+    let raw = sqlx::AnyPool::connect(url).await.unwrap();
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM keyshift_schema ORDER BY version")
+            .fetch_all(&raw)
+            .await
+            .unwrap();
+    raw.close().await;
+    assert_eq!(versions, [1, 2]);
+}
+
+#[tokio::test]
+async fn sqlite_upgrades_a_v1_store() {
+    let db = SqliteDb::new();
+    upgrades_a_v1_store(
+        &db.url(),
+        &format!("{}?mode=rwc", db.url()),
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_upgrades_a_v1_store() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let result = tokio::spawn({
+        let url = db.url.clone();
+        async move {
+            upgrades_a_v1_store(
+                &url,
+                &url,
+                include_str!("../migrations/postgres/0001_init.sql"),
+            )
+            .await
+        }
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
+}

@@ -1,6 +1,7 @@
 //! The HTTP API: `fn app(state) -> Router`, so tests call it without a socket.
 
 mod body;
+mod consumers;
 mod rotations;
 mod secrets;
 mod watch;
@@ -34,6 +35,8 @@ pub fn app(state: AppState, body_limit: usize) -> Router {
             get(rotations::get).post(rotations::post),
         )
         .route("/v1/watch", get(watch::watch))
+        .route("/v1/consumers/heartbeat", post(consumers::heartbeat))
+        .route("/v1/usage", post(consumers::usage_report))
         .route("/v1/audit", get(secrets::audit_log))
         .route("/v1/tokens", post(secrets::create_token))
         .fallback(not_found)

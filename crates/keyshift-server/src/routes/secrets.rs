@@ -15,6 +15,7 @@ use keyshift_store::{NewAudit, SecretRecord, VersionRecord, VersionSelector};
 use serde::Deserialize;
 
 use super::body::RawBody;
+use super::consumers;
 use super::{body, split_method, unknown_method, ApiJson};
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
@@ -152,6 +153,7 @@ pub async fn list(
 pub struct ValueQuery {
     label: Option<String>,
     version: Option<u64>,
+    since: Option<String>,
 }
 
 /// `GET /v1/secrets/{name}[:value|:versions|:accepted]`.
@@ -211,6 +213,10 @@ pub async fn get(
                 .collect();
             Ok(Json(AcceptedSet { name, versions }).into_response())
         }
+        Some("consumers") => Ok(consumers::list(&state, name).await?.into_response()),
+        Some("usage") => Ok(consumers::usage(&state, name, q.since.as_deref())
+            .await?
+            .into_response()),
         Some(m) => Err(unknown_method(m)),
     }
 }

@@ -3,6 +3,7 @@
 //! and per-engine DDL.
 
 mod audit;
+mod consumers;
 mod decode;
 mod events;
 mod rotations;

@@ -17,12 +17,20 @@ struct Migration {
 }
 
 /// Every migration, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "initial schema",
-    sqlite: include_str!("../../migrations/sqlite/0001_init.sql"),
-    postgres: include_str!("../../migrations/postgres/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "initial schema",
+        sqlite: include_str!("../../migrations/sqlite/0001_init.sql"),
+        postgres: include_str!("../../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "consumers and usage windows",
+        sqlite: include_str!("../../migrations/sqlite/0002_consumers.sql"),
+        postgres: include_str!("../../migrations/postgres/0002_consumers.sql"),
+    },
+];
 
 /// The advisory lock key PostgreSQL replicas take while migrating
 /// (`keyshift` in ASCII).

@@ -190,6 +190,8 @@ impl SqlStore {
         for sql in [
             "DELETE FROM labels WHERE secret_id = $1",
             "DELETE FROM versions WHERE secret_id = $1",
+            "DELETE FROM consumers WHERE secret_id = $1",
+            "DELETE FROM usage_windows WHERE secret_id = $1",
             "DELETE FROM secrets WHERE id = $1",
         ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await?;

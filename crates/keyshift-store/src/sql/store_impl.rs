@@ -8,8 +8,8 @@ use keyshift_core::{
 use super::SqlStore;
 use crate::error::StoreError;
 use crate::model::{
-    AuditEntry, CreateRotation, EventRecord, NewAudit, RotationFilter, SecretRecord, TokenRecord,
-    VersionRecord, VersionSelector,
+    AuditEntry, ConsumerRecord, CreateRotation, EventRecord, NewAudit, RotationFilter,
+    SecretRecord, TokenRecord, UsageWindowRecord, VersionRecord, VersionSelector,
 };
 use crate::store::Store;
 
@@ -125,6 +125,42 @@ impl Store for SqlStore {
 
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<EventRecord> {
         self.events.subscribe()
+    }
+
+    async fn record_heartbeat(
+        &self,
+        consumer_id: &str,
+        host: Option<&str>,
+        process: Option<&str>,
+        holds: &[(SecretName, Option<VersionNumber>)],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.record_heartbeat_impl(consumer_id, host, process, holds, now)
+            .await
+    }
+
+    async fn list_consumers(&self, name: &SecretName) -> Result<Vec<ConsumerRecord>, StoreError> {
+        self.list_consumers_impl(name).await
+    }
+
+    async fn record_usage(
+        &self,
+        counts: &[(SecretName, VersionNumber, u64)],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.record_usage_impl(counts, now).await
+    }
+
+    async fn usage_since(
+        &self,
+        name: &SecretName,
+        since: Timestamp,
+    ) -> Result<Vec<UsageWindowRecord>, StoreError> {
+        self.usage_since_impl(name, since).await
+    }
+
+    async fn prune(&self, older_than: Timestamp) -> Result<u64, StoreError> {
+        self.prune_impl(older_than).await
     }
 
     async fn append_audit(&self, entry: &NewAudit) -> Result<(), StoreError> {

@@ -1,0 +1,148 @@
+//! Consumers and usage: `POST /v1/consumers/heartbeat`, `POST /v1/usage`,
+//! and the `:consumers` and `:usage` reads of a secret.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use keyshift_core::api::{
+    valid_consumer_id, ConsumerInfo, ConsumerList, Heartbeat, Scope, UsageList, UsageReport,
+    UsageWindow,
+};
+use keyshift_core::{SecretName, Timestamp};
+
+use super::ApiJson;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::{now, AppState};
+
+/// The most secrets one heartbeat or usage report may name.
+const MAX_ITEMS: usize = 1000;
+/// The longest host or process label.
+const MAX_LABEL: usize = 256;
+
+fn check_consumer_id(id: &str) -> Result<(), ApiError> {
+    if valid_consumer_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(
+            "invalid consumer id: use 1 to 128 characters of [A-Za-z0-9._:-]".to_owned(),
+        ))
+    }
+}
+
+fn check_label(what: &str, label: Option<&str>) -> Result<(), ApiError> {
+    match label {
+        Some(l) if l.len() > MAX_LABEL || l.chars().any(char::is_control) => {
+            Err(ApiError::BadRequest(format!(
+                "invalid {what}: at most {MAX_LABEL} printable characters"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_count(n: usize) -> Result<(), ApiError> {
+    if n > MAX_ITEMS {
+        return Err(ApiError::BadRequest(format!(
+            "too many secrets in one report (limit={MAX_ITEMS}, actual={n})"
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /v1/consumers/heartbeat`.
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(beat): ApiJson<Heartbeat>,
+) -> Result<StatusCode, ApiError> {
+    check_consumer_id(&beat.consumer_id)?;
+    check_label("host", beat.host.as_deref())?;
+    check_label("process", beat.process.as_deref())?;
+    check_count(beat.holds.len())?;
+    for h in &beat.holds {
+        caller.require(Scope::Read, &h.secret)?;
+    }
+    let holds: Vec<_> = beat
+        .holds
+        .into_iter()
+        .map(|h| (h.secret, h.version))
+        .collect();
+    state
+        .store
+        .record_heartbeat(
+            &beat.consumer_id,
+            beat.host.as_deref(),
+            beat.process.as_deref(),
+            &holds,
+            now(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/usage`.
+pub async fn usage_report(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(report): ApiJson<UsageReport>,
+) -> Result<StatusCode, ApiError> {
+    check_consumer_id(&report.reporter)?;
+    check_count(report.counts.len())?;
+    for c in &report.counts {
+        caller.require(Scope::Read, &c.secret)?;
+    }
+    let counts: Vec<_> = report
+        .counts
+        .into_iter()
+        .map(|c| (c.secret, c.version, c.count))
+        .collect();
+    state.store.record_usage(&counts, now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/secrets/{name}:consumers` (scope checked by the caller).
+pub async fn list(state: &AppState, name: SecretName) -> Result<Json<ConsumerList>, ApiError> {
+    let consumers = state
+        .store
+        .list_consumers(&name)
+        .await?
+        .into_iter()
+        .map(|c| ConsumerInfo {
+            consumer_id: c.consumer_id,
+            version: c.version,
+            host: c.host,
+            process: c.process,
+            first_seen: c.first_seen,
+            last_seen: c.last_seen,
+        })
+        .collect();
+    Ok(Json(ConsumerList { name, consumers }))
+}
+
+/// `GET /v1/secrets/{name}:usage?since=T` (scope checked by the caller):
+/// default the last hour.
+pub async fn usage(
+    state: &AppState,
+    name: SecretName,
+    since: Option<&str>,
+) -> Result<Json<UsageList>, ApiError> {
+    let since = match since {
+        Some(s) => humantime::parse_rfc3339(s)
+            .map(Timestamp::from_system)
+            .map_err(|_| ApiError::BadRequest("`since` must be an RFC 3339 time".to_owned()))?,
+        None => Timestamp::from_millis(now().as_millis() - 3_600_000),
+    };
+    let windows = state
+        .store
+        .usage_since(&name, since)
+        .await?
+        .into_iter()
+        .map(|w| UsageWindow {
+            version: w.version,
+            window_start: w.window_start,
+            count: w.count,
+        })
+        .collect();
+    Ok(Json(UsageList { name, windows }))
+}
