@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 N=${1:-20}
 command -v jq >/dev/null || { echo "needs jq (apt-get install jq)" >&2; exit 1; }
 cargo build -q --release -p keyshift
-K=$PWD/target/release/keyshift
+K=${CARGO_TARGET_DIR:-$PWD/target}/release/keyshift
 dir=$(mktemp -d)
 user="ks_bench_$$"
 cleanup() {
