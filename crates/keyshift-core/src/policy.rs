@@ -132,6 +132,9 @@ pub enum PolicyError {
     /// `monitoring_cycle` is zero.
     #[error("monitoring_cycle must be longer than zero")]
     ZeroCycle,
+    /// `retry_backoff` is zero or longer than a minute.
+    #[error("retry_backoff must be between 1ms and 1m")]
+    Backoff,
 }
 
 impl Policy {
@@ -156,6 +159,9 @@ impl Policy {
         if self.monitoring_cycle.is_zero() {
             return Err(PolicyError::ZeroCycle);
         }
+        if self.retry_backoff.is_zero() || self.retry_backoff > Duration::from_secs(60) {
+            return Err(PolicyError::Backoff);
+        }
         Ok(())
     }
 
@@ -166,7 +172,9 @@ impl Policy {
             return Duration::ZERO;
         }
         let factor = 1u32 << (attempt - 2).min(16);
-        (self.retry_backoff * factor).min(Duration::from_secs(60))
+        self.retry_backoff
+            .saturating_mul(factor)
+            .min(Duration::from_secs(60))
     }
 }
 
@@ -203,5 +211,14 @@ mod tests {
         assert_eq!(p.backoff(2), Duration::from_millis(500));
         assert_eq!(p.backoff(3), Duration::from_millis(1000));
         assert_eq!(p.backoff(40), Duration::from_secs(60));
+        let huge = Policy {
+            retry_backoff: Duration::from_secs(u64::MAX / 4),
+            ..Policy::default()
+        };
+        assert_eq!(
+            huge.backoff(30),
+            Duration::from_secs(60),
+            "saturates, never panics"
+        );
     }
 }

@@ -174,10 +174,11 @@ impl FromRequestParts<AppState> for Caller {
             .get(axum::http::header::AUTHORIZATION)
             .ok_or(ApiError::Unauthorized)?;
         let value = header.to_str().map_err(|_| ApiError::Unauthorized)?;
-        let bearer = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or(ApiError::Unauthorized)?;
+        // The scheme is case-insensitive (RFC 9110).
+        let (scheme, bearer) = value.split_once(' ').ok_or(ApiError::Unauthorized)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(ApiError::Unauthorized);
+        }
         authenticate(state.store.as_ref(), bearer.trim()).await
     }
 }

@@ -407,3 +407,97 @@ async fn static_secrets_do_not_rotate() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
+
+#[tokio::test]
+async fn a_target_config_cannot_read_secrets_its_author_may_not_administer() {
+    let server = TestServer::start().await;
+    let victim = "team-b/db";
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "/v1/secrets",
+            Some(json!({"name": victim, "kind": "static", "value": "VICTIM-value"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, created) = server
+        .call(
+            Method::POST,
+            "/v1/tokens",
+            Some(json!({"grants": [{"scope": "admin", "pattern": "team-a/*"}]})),
+        )
+        .await;
+    let token = created["token"].as_str().unwrap();
+    let (status, body) = server
+        .call_as(
+            Some(token),
+            Method::POST,
+            "/v1/secrets",
+            Some(
+                json!({"name": "team-a/x", "kind": "redis", "value": "whatever-password",
+                        "target": {"address": "127.0.0.1:1", "user": "u", "admin_secret": victim}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}
+
+#[tokio::test]
+async fn versions_and_grants_out_of_range_are_400_not_500() {
+    let server = TestServer::start().await;
+    let name = unique_secret("range");
+    create_api_key(&server, &name).await;
+    let (status, body) = server
+        .call(
+            Method::GET,
+            &format!("/v1/secrets/{name}:value?version=18446744073709551615"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/v1/consumers/heartbeat",
+            Some(json!({"consumer_id": "c", "holds": [{"secret": name, "version": 18446744073709551615u64}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    for pattern in ["prod*", "prod/", "a//b/*"] {
+        let (status, body) = server
+            .call(
+                Method::POST,
+                "/v1/tokens",
+                Some(json!({"grants": [{"scope": "read", "pattern": pattern}]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{pattern}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn hand_put_versions_wait_for_the_running_rotation() {
+    let server = TestServer::start().await;
+    let name = unique_secret("busy");
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "/v1/secrets",
+            Some(json!({"name": name, "kind": "api-key", "generate": true, "policy": {"min_overlap": "1h"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, rotation) = server
+        .call(Method::POST, &format!("/v1/secrets/{name}:rotate"), None)
+        .await;
+    let (status, body) = server
+        .call(
+            Method::POST,
+            &format!("/v1/secrets/{name}:versions"),
+            Some(json!({"generate": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(code(&body), "rotation_active");
+    assert_eq!(body["error"]["rotation"], rotation["id"]);
+}

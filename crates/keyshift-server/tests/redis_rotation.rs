@@ -133,3 +133,45 @@ async fn a_missing_user_fails_precheck_without_touching_anything() {
         "no version generated"
     );
 }
+
+#[tokio::test]
+async fn hand_put_values_must_be_what_redis_accepts() {
+    let Some(url) = service(Service::Redis) else {
+        return;
+    };
+    let user = RedisUser::create(&url);
+    let server = TestServer::start().await;
+    let address = user.url.trim_start_matches("redis://").to_owned();
+    let target = json!({"address": address, "user": user.name});
+    // A made-up value would be a `current` that Redis refuses (I1).
+    for body in [
+        json!({"name": unique_secret("r"), "kind": "redis", "generate": true, "target": target}),
+        json!({"name": unique_secret("r"), "kind": "redis", "value": "not-the-password", "target": target}),
+    ] {
+        let (status, answer) = server.call(Method::POST, "/v1/secrets", Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    }
+    let name = create_redis_secret(&server, &user, "0s").await;
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            &format!("/v1/secrets/{name}:versions"),
+            Some(json!({"value": "also-not-it"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+
+    // Deleting the values of a password Redis still accepts needs force.
+    let (status, answer) = server
+        .call(Method::DELETE, &format!("/v1/secrets/{name}"), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let (status, _) = server
+        .call(
+            Method::DELETE,
+            &format!("/v1/secrets/{name}?force=true"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}

@@ -58,7 +58,9 @@ async fn run(
             }
         };
         rotation = transition.rotation;
-        persist(orch, &rotation).await;
+        if !persist(orch, &rotation).await {
+            return;
+        }
         if let Some(reply) = pending_reply.take() {
             let _ = RollbackOrder::answer(reply, Ok(rotation.clone()));
         }
@@ -135,17 +137,22 @@ impl RollbackOrder {
     }
 }
 
-/// Persists `rotation`, retrying until the store takes it: no side effect
-/// may run before its state is durable.
-async fn persist(orch: &Orchestrator, rotation: &Rotation) {
+/// Persists `rotation`, retrying while the store is unavailable: no side
+/// effect may run before its state is durable. A permanent error (the row
+/// is gone) stops the driver: it returns false.
+async fn persist(orch: &Orchestrator, rotation: &Rotation) -> bool {
     let mut backoff = Duration::from_millis(100);
     loop {
         match orch.inner.store.save_rotation(rotation).await {
-            Ok(()) => return,
-            Err(e) => {
+            Ok(()) => return true,
+            Err(e) if e.is_transient() => {
                 tracing::warn!(error = %e, "could not persist rotation; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_PERSIST_BACKOFF);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot persist rotation; its driver stops");
+                return false;
             }
         }
     }

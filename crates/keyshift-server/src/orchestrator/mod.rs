@@ -25,7 +25,22 @@ use crate::error::ApiError;
 use crate::state::now;
 
 pub use hooks::TestHooks;
-pub use targets::validate_target;
+pub use targets::{check_value_accepted, has_external_target, referenced_secrets, validate_target};
+
+/// How long an operator's order waits for the driver's answer.
+const ORDER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Removes a driver from the map when its task ends, even by a panic.
+struct DriverGuard {
+    orch: Orchestrator,
+    id: RotationId,
+}
+
+impl Drop for DriverGuard {
+    fn drop(&mut self) {
+        self.orch.lock_drivers().remove(&self.id);
+    }
+}
 
 /// A request from the API to a rotation's driver.
 struct RollbackOrder {
@@ -172,9 +187,15 @@ impl Orchestrator {
                 if sender.send(order).await.is_err() {
                     return Err(ApiError::Conflict(format!("rotation {id} has ended")));
                 }
-                answer
-                    .await
-                    .map_err(|_| ApiError::Conflict(format!("rotation {id} has ended")))?
+                // The driver answers between steps; a step stuck on an
+                // unreachable store or target must not hang the request.
+                match tokio::time::timeout(ORDER_TIMEOUT, answer).await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(_)) => {
+                        return Err(ApiError::Conflict(format!("rotation {id} has ended")))
+                    }
+                    Err(_) => return Err(ApiError::Unavailable),
+                }
             }
             None => {
                 // No driver here: the rotation has ended.
@@ -221,11 +242,13 @@ impl Orchestrator {
     fn spawn(&self, rotation: Rotation) {
         let (tx, rx) = mpsc::channel(4);
         self.lock_drivers().insert(rotation.id.clone(), tx);
-        let this = self.clone();
+        let guard = DriverGuard {
+            orch: self.clone(),
+            id: rotation.id.clone(),
+        };
         tokio::spawn(async move {
-            let id = rotation.id.clone();
-            driver::drive(&this, rotation, rx).await;
-            this.lock_drivers().remove(&id);
+            driver::drive(&guard.orch, rotation, rx).await;
+            drop(guard);
         });
     }
 

@@ -149,7 +149,7 @@ pub(super) async fn perform(
             old,
             new,
             previous,
-            old_revoked,
+            old_revoked: _,
         } => {
             // Generate may have stored a version and failed before reporting
             // it: that one is dropped too.
@@ -157,7 +157,7 @@ pub(super) async fn perform(
                 Some(v) => Some(v),
                 None => created_by(&ctx, rotation).await?,
             };
-            roll_back(&ctx, old, new, previous, old_revoked).await
+            roll_back(&ctx, old, new, previous).await
         }
     }
 }
@@ -265,14 +265,15 @@ async fn roll_back(
     old: Option<VersionNumber>,
     new: Option<VersionNumber>,
     previous: Option<VersionNumber>,
-    old_revoked: bool,
 ) -> Result<StepOutput, StepFailure> {
-    // 1. The old credential is accepted again (only Replace refused it).
+    // 1. The old credential is accepted again. Replace may have refused it
+    //    even when it failed before reporting success (`old_revoked` is then
+    //    still false), so this always runs: both calls are idempotent.
     let old_value = match old {
         Some(v) => Some(ctx.value(v).await?),
         None => None,
     };
-    if let (Some(v), Some(value), true) = (old, &old_value, old_revoked) {
+    if let (Some(v), Some(value)) = (old, &old_value) {
         ctx.set_state(v, VersionState::Active).await?;
         ctx.target.enable(value).await?;
     }

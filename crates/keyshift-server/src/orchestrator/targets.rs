@@ -138,3 +138,57 @@ impl Target for Keyring<'_> {
         })
     }
 }
+
+/// Checks that the target of `secret` accepts `value` now, before a value
+/// put by hand is labelled `current` (I1). Kinds whose target is the
+/// keyring accept any value put in the store.
+///
+/// # Errors
+///
+/// 400 when the target refuses the value or cannot be asked (the message
+/// says which, never the value).
+pub async fn check_value_accepted(
+    store: &dyn Store,
+    secret: &SecretRecord,
+    value: &SecretValue,
+) -> Result<(), ApiError> {
+    if !has_external_target(secret.kind) {
+        return Ok(());
+    }
+    let target = target_for(store, secret).await.map_err(|f| {
+        ApiError::BadRequest(format!(
+            "cannot check the value against the target: {}",
+            f.error
+        ))
+    })?;
+    match target.verify(value).await {
+        Ok(Verdict::Accepted) => Ok(()),
+        Ok(Verdict::Refused) => Err(ApiError::BadRequest(format!(
+            "the {} target refuses this value: put the credential it accepts now, or use `rotate` to change it",
+            secret.kind
+        ))),
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "cannot check the value against the target: {e}"
+        ))),
+    }
+}
+
+/// Whether a system outside keyshift enforces secrets of `kind` (so a value
+/// cannot be made up by keyshift without changing that system).
+pub fn has_external_target(kind: SecretKind) -> bool {
+    matches!(kind, SecretKind::Redis)
+}
+
+/// The secret names a target config reads values from (an admin
+/// credential): the caller creating the config must be allowed to read them.
+pub fn referenced_secrets(kind: SecretKind, target: &serde_json::Value) -> Vec<SecretName> {
+    match kind {
+        SecretKind::Redis => serde_json::from_value::<RedisConfig>(target.clone())
+            .ok()
+            .and_then(|c| c.admin_secret)
+            .and_then(|n| SecretName::new(&n).ok())
+            .into_iter()
+            .collect(),
+        SecretKind::ApiKey | SecretKind::Static => Vec::new(),
+    }
+}

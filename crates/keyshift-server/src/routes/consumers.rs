@@ -41,6 +41,15 @@ fn check_label(what: &str, label: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
+fn check_version(v: Option<keyshift_core::VersionNumber>) -> Result<(), ApiError> {
+    match v {
+        Some(v) if i64::try_from(v.0).is_err() => {
+            Err(ApiError::BadRequest(format!("no version {v}")))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn check_count(n: usize) -> Result<(), ApiError> {
     if n > MAX_ITEMS {
         return Err(ApiError::BadRequest(format!(
@@ -62,6 +71,7 @@ pub async fn heartbeat(
     check_count(beat.holds.len())?;
     for h in &beat.holds {
         caller.require(Scope::Read, &h.secret)?;
+        check_version(h.version)?;
     }
     let holds: Vec<_> = beat
         .holds
@@ -91,6 +101,7 @@ pub async fn usage_report(
     check_count(report.counts.len())?;
     for c in &report.counts {
         caller.require(Scope::Read, &c.secret)?;
+        check_version(Some(c.version))?;
     }
     let counts: Vec<_> = report
         .counts

@@ -19,7 +19,9 @@ use super::consumers;
 use super::{body, split_method, unknown_method, ApiJson};
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
-use crate::orchestrator::{generate_value, validate_target};
+use crate::orchestrator::{
+    check_value_accepted, generate_value, has_external_target, referenced_secrets, validate_target,
+};
 use crate::state::{now, AppState};
 
 fn parse_name(s: &str) -> Result<SecretName, ApiError> {
@@ -78,6 +80,11 @@ fn value_for(
             ))
         }
         (Some(v), false) => v,
+        (None, true) if has_external_target(kind) => {
+            return Err(ApiError::BadRequest(format!(
+                "`generate` makes a value the {kind} target does not know: put the credential it accepts now, then `rotate`"
+            )))
+        }
         (None, true) => generate_value(kind),
         (None, false) => return Ok(None),
     };
@@ -97,8 +104,25 @@ pub async fn create(
         .validate()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let target = validate_target(req.kind, req.target)?;
+    // The target config reads other secrets (an admin credential): the
+    // caller must be allowed to administer them, or it could exfiltrate
+    // them through a target it controls.
+    for referenced in referenced_secrets(req.kind, &target) {
+        caller.require(Scope::Admin, &referenced)?;
+    }
     let value = value_for(req.kind, req.value, req.generate)?;
     let t = now();
+    if let Some(value) = &value {
+        let record = SecretRecord {
+            name: req.name.clone(),
+            kind: req.kind,
+            policy: req.policy.clone(),
+            target: target.clone(),
+            created_at: t,
+            labels: Default::default(),
+        };
+        check_value_accepted(state.store.as_ref(), &record, value).await?;
+    }
     state
         .store
         .create_secret(&req.name, req.kind, &req.policy, &target, t)
@@ -175,6 +199,12 @@ pub async fn get(
                     return Err(ApiError::BadRequest(
                         "give either `label` or `version`, not both".to_owned(),
                     ))
+                }
+                (_, Some(n)) if i64::try_from(n).is_err() => {
+                    return Err(ApiError::BadRequest(format!(
+                        "no version {n}: versions are at most {}",
+                        i64::MAX
+                    )))
                 }
                 (_, Some(n)) => VersionSelector::Number(VersionNumber(n)),
                 (Some(l), None) => VersionSelector::Label(
@@ -274,6 +304,11 @@ async fn add_version(
     let secret = state.store.get_secret(&name).await?;
     let value = value_for(secret.kind, req.value, req.generate)?
         .ok_or_else(|| ApiError::BadRequest("give `value` or `generate: true`".to_owned()))?;
+    // Labels move only between rotations: a rollback restores them.
+    if let Some(running) = active_rotation(state, &name).await? {
+        return Err(ApiError::RotationActive(running));
+    }
+    check_value_accepted(state.store.as_ref(), &secret, &value).await?;
     let labels = req.labels.unwrap_or_else(|| vec![Label::Current]);
     let t = now();
     let version = state
@@ -293,6 +328,24 @@ async fn add_version(
         .audit(audit(caller, "secret.put", &name, Some(version)))
         .await;
     Ok((StatusCode::CREATED, Json(VersionAdded { version })).into_response())
+}
+
+async fn active_rotation(
+    state: &AppState,
+    name: &SecretName,
+) -> Result<Option<keyshift_core::rotation::RotationId>, ApiError> {
+    let filter = keyshift_store::RotationFilter {
+        secret: Some(name.clone()),
+        active_only: true,
+        limit: 1,
+    };
+    Ok(state
+        .store
+        .list_rotations(&filter)
+        .await?
+        .into_iter()
+        .next()
+        .map(|r| r.id))
 }
 
 /// `PUT /v1/secrets/{name}:policy`.
@@ -324,11 +377,17 @@ pub async fn put(
     }
 }
 
-/// `DELETE /v1/secrets/{name}`.
+#[derive(Deserialize)]
+pub struct DeleteQuery {
+    force: Option<bool>,
+}
+
+/// `DELETE /v1/secrets/{name}[?force=true]`.
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(path): Path<String>,
+    Query(q): Query<DeleteQuery>,
 ) -> Result<StatusCode, ApiError> {
     let (name, method) = split_method(&path);
     if let Some(m) = method {
@@ -336,6 +395,19 @@ pub async fn delete(
     }
     let name = parse_name(name)?;
     caller.require(Scope::Admin, &name)?;
+    // Deleting the values of credentials a target still accepts would lose
+    // them (I2): only on purpose.
+    let secret = state.store.get_secret(&name).await?;
+    if has_external_target(secret.kind) && !q.force.unwrap_or(false) {
+        let accepted = state.store.accepted(&name).await?;
+        if !accepted.is_empty() {
+            return Err(ApiError::Conflict(format!(
+                "the {} target still accepts {} version(s) of {name}; delete with ?force=true to drop them anyway",
+                secret.kind,
+                accepted.len()
+            )));
+        }
+    }
     state.store.delete_secret(&name, now()).await?;
     state
         .audit(audit(&caller, "secret.delete", &name, None))
@@ -384,13 +456,10 @@ pub async fn create_token(
     }
     for g in &req.grants {
         let valid = g.pattern == "*"
-            || SecretName::new(
-                g.pattern
-                    .strip_suffix('*')
-                    .unwrap_or(&g.pattern)
-                    .trim_end_matches('/'),
-            )
-            .is_ok();
+            || match g.pattern.strip_suffix("/*") {
+                Some(prefix) => SecretName::new(prefix).is_ok(),
+                None => SecretName::new(&g.pattern).is_ok(),
+            };
         if !valid {
             return Err(ApiError::BadRequest(format!(
                 "invalid grant pattern `{}`: use `*`, `prefix/*` or a secret name",

@@ -131,20 +131,30 @@ fn events(
         let mut catch_up = true;
         loop {
             if catch_up {
-                match state.store.events_since(last_id, &patterns, PAGE).await {
+                let page = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tx.closed() => return,
+                    page = state.store.events_since(last_id, &patterns, PAGE) => page,
+                };
+                match page {
                     Ok(page) => {
                         let full = page.len() == PAGE as usize;
                         for e in &page {
                             last_id = e.id;
-                            if tx.send(to_sse(e)).await.is_err() {
-                                return;
+                            tokio::select! {
+                                _ = shutdown.cancelled() => return,
+                                sent = tx.send(to_sse(e)) => if sent.is_err() { return },
                             }
                         }
                         catch_up = full;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "watch catch-up failed; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tx.closed() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
                     }
                 }
                 continue;
