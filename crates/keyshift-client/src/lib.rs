@@ -1,19 +1,58 @@
-//! The keyshift client: a typed client of the keyshift HTTP API.
+//! The keyshift client: the consumer SDK that applications embed, and the
+//! typed client of the keyshift HTTP API it is built on.
 //!
 //! ```text
-//!  your program ── ApiClient ──HTTP/JSON──► keyshift server ──► store, targets
-//!                     │
-//!                     └── request and answer types: keyshift_core::api
+//!  keyshift server                  your process (one Client, many secrets)
+//!  GET /v1/watch ──SSE events──► seq newer than applied? ──► GET :value ──┐
+//!  GET :value    ◄── poll every TTL (clamped below min_overlap / 2) ───────┤
+//!                                                                         ▼
+//!  POST /v1/consumers/heartbeat ◄── versions held ◄── ArcSwap<Snapshot> ──► changes()
+//!                                    disk cache (encrypted) ◄──┘    │
+//!                                           Watched::get(): lock-free, never waits
 //! ```
+//!
+//! [`Client`] watches secrets: [`Client::watch`] returns a [`Watched`]
+//! whose [`get`](Watched::get) is an atomic load of the last good value.
+//! Changes are pushed by the server over one event stream per client and
+//! swapped in within milliseconds; polling with a TTL clamped below the
+//! secret's overlap window covers missed events; an event older than the
+//! last applied one never moves a consumer back. Heartbeats tell the server
+//! which version each consumer holds, so the old credential is revoked only
+//! once nobody holds it. [`Client::watch_typed`] parses a JSON secret into
+//! the application's type and keeps the last good value when a new one
+//! fails validation.
 //!
 //! [`ApiClient`] has one async method per endpoint of `docs/api.md`, taking
 //! and returning the types of [`keyshift_core::api`], which the server uses
-//! too. Every failure is a [`ClientError`]: the server's error code and
-//! message, a transport failure, or an answer that does not decode. The
-//! bearer token never appears in a `Debug` output, a log line or an error.
+//! too. Every failure is a [`ClientError`] (or, in the SDK, an
+//! [`SdkError`]). The bearer token and secret values never appear in a
+//! `Debug` output, a log line or an error.
 //!
-//! The consumer SDK (a cached, watched value that never blocks on the
-//! network) will build on this client.
+//! ```no_run
+//! use keyshift_client::Client;
+//! use keyshift_core::{SecretName, SecretValue};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let token = SecretValue::new(std::env::var("KEYSHIFT_TOKEN")?)?;
+//! let client = Client::builder("http://127.0.0.1:8200").token(token).build()?;
+//!
+//! let name: SecretName = "prod/orders/api".parse()?;
+//! let api_key = client.watch(&name).await?;
+//!
+//! // On every request: lock-free, always the current version.
+//! let snap = api_key.get();
+//! let _header = format!("Bearer {}", snap.value.expose());
+//!
+//! // Rebuild what depends on it when it changes.
+//! let mut changes = api_key.changes();
+//! while changes.changed().await.is_ok() {
+//!     println!("now on version {}", api_key.get().version);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The API client alone:
 //!
 //! ```no_run
 //! use keyshift_client::{ApiClient, ClientError, Selector};
@@ -37,9 +76,26 @@
 
 mod api;
 mod error;
+mod keyring;
+#[cfg(feature = "redis")]
+mod redis;
 mod snapshot;
+mod swap;
+mod watch;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{redis_connection, redis_connection_with};
 pub use api::{ApiClient, Selector, CONNECT_TIMEOUT, REQUEST_TIMEOUT, USER_AGENT};
 pub use error::ClientError;
+pub use keyring::{KeyMatch, KeyRing, KeyRingConfig, KeyRingError};
 pub use keyshift_core;
 pub use snapshot::{SecretSource, Snapshot};
+#[cfg(feature = "sqlx-mysql")]
+pub use swap::{mysql_pool, mysql_pool_with};
+#[cfg(feature = "sqlx-postgres")]
+pub use swap::{pg_pool, pg_pool_with};
+pub use swap::{HotSwap, RETIRE_GRACE, RETRY_FIRST, RETRY_MAX};
+pub use watch::{
+    Client, ClientBuilder, SdkError, TypedSnapshot, Watched, WatchedTyped, DEFAULT_BACKOFF_MAX,
+    DEFAULT_BACKOFF_MIN, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_TTL,
+};

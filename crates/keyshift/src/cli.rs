@@ -160,6 +160,36 @@ Examples:
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+
+    /// Run real traffic through real rotations and count failed requests.
+    #[command(long_about = "\
+Run real traffic through real rotations and count the failed requests: zero
+is keyshift's promise.
+
+The drill starts a throw-away keyshift server in this process (or uses the
+one at --server), creates a throw-away secret, starts --consumers consumers
+built on the keyshift SDK that send requests continuously, rotates the
+secret --rotations times, and reports total and failed requests (with the
+first errors), rotations completed, and propagation latency: from the start
+of Promote to each consumer holding the new version.
+
+Kinds:
+  api-key  consumers call a small HTTP service that checks their key with
+           the SDK's KeyRing; a 401 is a failure
+  redis    consumers authenticate as a throw-away ACL user on the local
+           Redis (--redis) before every command; WRONGPASS is a failure
+
+`--strategy immediate` is the control run: it revokes the old credential
+with no overlap, so it must show failures; a drill that cannot show a
+failure proves nothing.
+
+Exit codes: 0 no failed request and every rotation completed; 5 failed
+requests or rotations; 1 the drill itself could not run.
+
+Examples:
+  keyshift drill --kind api-key --consumers 20 --rotations 20
+  keyshift drill --kind redis --strategy immediate --rotations 3 --output json")]
+    Drill(DrillArgs),
 }
 
 /// `keyshift init`.
@@ -730,4 +760,56 @@ mod tests {
         let e = parse(&["--help"]).unwrap_err();
         assert_eq!(e.exit_code(), 0);
     }
+}
+
+/// What the drill rotates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DrillKind {
+    /// An API key checked by a service with the SDK's KeyRing.
+    ApiKey,
+    /// The password of a Redis ACL user.
+    Redis,
+}
+
+/// `keyshift drill`.
+#[derive(Debug, Clone, Args)]
+pub struct DrillArgs {
+    /// What to rotate.
+    #[arg(long, value_enum)]
+    pub kind: DrillKind,
+
+    /// How many consumers send requests at once (each with its own SDK
+    /// client and watch connection).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub consumers: u32,
+
+    /// How many rotations to run during the drill.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub rotations: u32,
+
+    /// The least time the drill runs (e.g. 30s, 2m); rotations are spread
+    /// over it. Default: as long as the rotations take.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub duration: Option<std::time::Duration>,
+
+    /// The rotation strategy. Default: the target's default (dual).
+    #[arg(long, value_name = "STRATEGY")]
+    pub strategy: Option<Strategy>,
+
+    /// The overlap window of each rotation (the secret's min_overlap).
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub overlap: std::time::Duration,
+
+    /// Use the keyshift server at this URL (token from KEYSHIFT_TOKEN or
+    /// --token-file, with admin scope) instead of starting one in-process.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+
+    /// The Redis the `redis` kind rotates a user on (admin: its default user).
+    #[arg(long, default_value = "redis://127.0.0.1:6379", value_name = "URL")]
+    pub redis: String,
+
+    /// How to print the report.
+    #[command(flatten)]
+    pub output: OutputArgs,
 }

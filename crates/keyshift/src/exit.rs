@@ -15,6 +15,8 @@ pub const USAGE: u8 = 2;
 pub const ROLLED_BACK: u8 = 3;
 /// `rotate --wait`: the rotation failed and needs an operator.
 pub const FAILED: u8 = 4;
+/// `drill`: requests failed or rotations did not complete.
+pub const DRILL_FAILURES: u8 = 5;
 /// Interrupted by Ctrl-C (128 + SIGINT, as shells report it).
 pub const INTERRUPTED: u8 = 130;
 

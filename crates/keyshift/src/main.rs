@@ -4,6 +4,7 @@
 
 mod cli;
 mod cmd;
+mod drill;
 mod exit;
 mod output;
 mod progress;

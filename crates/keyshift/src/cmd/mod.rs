@@ -25,6 +25,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     let token = resolve_token(&cli.global)?;
+    if let Command::Drill(args) = &cli.command {
+        return crate::drill::run(args, token).await;
+    }
     let has_token = token.is_some();
     let client = ApiClient::new(&cli.global.addr, token)?;
     api_command(&client, &cli.command)
@@ -34,7 +37,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn api_command(client: &ApiClient, command: &Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Init(_) | Command::Serve(_) => unreachable!("handled before"),
+        Command::Init(_) | Command::Serve(_) | Command::Drill(_) => {
+            unreachable!("handled before")
+        }
         Command::Secret(SecretCommand::Put(a)) => secret::put(client, a).await,
         Command::Secret(SecretCommand::Get(a)) => secret::get(client, a).await,
         Command::Secret(SecretCommand::Versions(a)) => secret::versions(client, a).await,

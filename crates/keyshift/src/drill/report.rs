@@ -1,0 +1,268 @@
+//! Counting, live progress and the final report.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use keyshift_core::api::RotationInfo;
+use keyshift_core::rotation::{Phase, Status};
+use serde::Serialize;
+
+use super::consumer::Applied;
+use crate::cli::{DrillArgs, Output};
+
+/// How many distinct error messages the report keeps.
+const MAX_ERRORS: usize = 5;
+
+/// Shared by every consumer.
+#[derive(Default)]
+pub struct Stats {
+    requests: AtomicU64,
+    failed: AtomicU64,
+    errors: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Stats {
+    /// Counts one request.
+    pub fn record(&self, result: Result<(), String>) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if let Err(message) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            // A poisoned lock only loses error texts, never counts.
+            if let Ok(mut errors) = self.errors.lock() {
+                if let Some(n) = errors.get_mut(&message) {
+                    *n += 1;
+                } else if errors.len() < MAX_ERRORS {
+                    errors.insert(message, 1);
+                }
+            }
+        }
+    }
+}
+
+/// A live line on stderr (when it is a terminal).
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    stats: Arc<Stats>,
+    done: AtomicU64,
+    total: u32,
+}
+
+impl Progress {
+    pub fn start(args: &DrillArgs, stats: &Arc<Stats>) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(u64::from(args.rotations));
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} drill {pos}/{len} rotations  {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Progress {
+            bar,
+            stats: stats.clone(),
+            done: AtomicU64::new(0),
+            total: args.rotations,
+        }
+    }
+
+    pub fn rotation_done(&self, r: &RotationInfo) {
+        let requests = self.stats.requests.load(Ordering::Relaxed);
+        let failed = self.stats.failed.load(Ordering::Relaxed);
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        match &self.bar {
+            Some(bar) => {
+                bar.inc(1);
+                bar.set_message(format!("{requests} requests, {failed} failed"));
+            }
+            None => eprintln!(
+                "drill: rotation {} {} ({}/{}), {requests} requests, {failed} failed",
+                r.id,
+                r.status.as_str(),
+                done,
+                self.total
+            ),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Percentiles of propagation latency, in milliseconds.
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub samples: usize,
+}
+
+/// A distinct error and how often it happened.
+#[derive(Debug, Serialize)]
+pub struct ErrorCount {
+    pub message: String,
+    pub count: u64,
+}
+
+/// The drill's result; its JSON form is documented in docs/drill.md.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub kind: &'static str,
+    pub strategy: String,
+    pub consumers: u32,
+    pub duration_s: f64,
+    pub requests: u64,
+    pub failed_requests: u64,
+    pub requests_per_second: f64,
+    pub errors: Vec<ErrorCount>,
+    pub rotations_requested: u32,
+    pub rotations_completed: u32,
+    pub rotations_not_completed: Vec<String>,
+    pub propagation_ms: Latency,
+}
+
+impl Report {
+    pub fn new(
+        args: &DrillArgs,
+        stats: &Stats,
+        rotations: &[RotationInfo],
+        applied: &[Applied],
+        elapsed: Duration,
+    ) -> Report {
+        let requests = stats.requests.load(Ordering::Relaxed);
+        let errors = stats
+            .errors
+            .lock()
+            .map(|e| {
+                e.iter()
+                    .map(|(message, count)| ErrorCount {
+                        message: message.clone(),
+                        count: *count,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let completed = rotations
+            .iter()
+            .filter(|r| r.status == Status::Succeeded)
+            .count();
+        let not_completed = rotations
+            .iter()
+            .filter(|r| r.status != Status::Succeeded)
+            .map(|r| {
+                format!(
+                    "{}: {} ({})",
+                    r.id,
+                    r.status.as_str(),
+                    r.reason.as_deref().unwrap_or("-")
+                )
+            })
+            .collect();
+        Report {
+            kind: match args.kind {
+                crate::cli::DrillKind::ApiKey => "api-key",
+                crate::cli::DrillKind::Redis => "redis",
+            },
+            strategy: rotations
+                .first()
+                .map_or_else(|| "-".to_owned(), |r| r.strategy.as_str().to_owned()),
+            consumers: args.consumers,
+            duration_s: round(elapsed.as_secs_f64()),
+            requests,
+            failed_requests: stats.failed.load(Ordering::Relaxed),
+            requests_per_second: round(requests as f64 / elapsed.as_secs_f64().max(0.001)),
+            errors,
+            rotations_requested: args.rotations,
+            rotations_completed: u32::try_from(completed).unwrap_or(u32::MAX),
+            rotations_not_completed: not_completed,
+            propagation_ms: propagation(rotations, applied),
+        }
+    }
+
+    /// No failed request and every rotation completed.
+    pub fn clean(&self) -> bool {
+        self.failed_requests == 0 && self.rotations_completed == self.rotations_requested
+    }
+
+    pub fn print(&self, output: Output) -> anyhow::Result<()> {
+        match output {
+            Output::Json => println!("{}", serde_json::to_string_pretty(self)?),
+            Output::Text => {
+                let p = &self.propagation_ms;
+                println!(
+                    "drill {} ({}), {} consumers, {:.1} s",
+                    self.kind, self.strategy, self.consumers, self.duration_s
+                );
+                println!(
+                    "  requests             {} ({:.0}/s)",
+                    self.requests, self.requests_per_second
+                );
+                println!("  failed requests      {}", self.failed_requests);
+                println!(
+                    "  rotations completed  {}/{}",
+                    self.rotations_completed, self.rotations_requested
+                );
+                println!(
+                    "  propagation          p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)",
+                    p.p50, p.p99, p.max, p.samples
+                );
+                for e in &self.errors {
+                    println!("  error x{}: {}", e.count, e.message);
+                }
+                for r in &self.rotations_not_completed {
+                    println!("  not completed: {r}");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// For each completed Promote, the time until each consumer held the new
+/// version, measured from the start of Promote.
+fn propagation(rotations: &[RotationInfo], applied: &[Applied]) -> Latency {
+    let mut samples: Vec<f64> = Vec::new();
+    for r in rotations {
+        let (Some(new), Some(promote)) = (
+            r.new_version,
+            r.phases.iter().find(|p| p.phase == Phase::Promote),
+        ) else {
+            continue;
+        };
+        let start = promote.started_at.to_system();
+        for consumer in applied {
+            if let Some((_, at)) = consumer.iter().find(|(v, _)| *v == new) {
+                let ms = at
+                    .duration_since(start)
+                    .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+                samples.push(ms);
+            }
+        }
+    }
+    samples.sort_by(f64::total_cmp);
+    let pct = |q: f64| {
+        if samples.is_empty() {
+            return 0.0;
+        }
+        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+        round(samples[i])
+    };
+    Latency {
+        p50: pct(0.50),
+        p99: pct(0.99),
+        max: pct(1.0),
+        samples: samples.len(),
+    }
+}

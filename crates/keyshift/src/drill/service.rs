@@ -1,0 +1,79 @@
+//! The `api-key` drill's service: an HTTP endpoint that checks the caller's
+//! key with the SDK's `KeyRing`, the way a real service would.
+
+use std::net::SocketAddr;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use keyshift_client::{Client, KeyRing};
+use keyshift_core::SecretName;
+use tokio_util::sync::CancellationToken;
+
+use super::setup::DrillServer;
+
+/// The running service.
+pub struct KeyService {
+    /// `http://127.0.0.1:PORT/work`.
+    pub url: String,
+    keyring: KeyRing,
+    client: Client,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn work(State(keyring): State<KeyRing>, headers: HeaderMap) -> StatusCode {
+    let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) else {
+        return StatusCode::UNAUTHORIZED;
+    };
+    match keyring.verify(key).await {
+        Some(_) => StatusCode::OK,
+        None => StatusCode::UNAUTHORIZED,
+    }
+}
+
+impl KeyService {
+    pub async fn start(server: &DrillServer, name: &SecretName) -> anyhow::Result<KeyService> {
+        // The service watches the secret's events, so its key ring learns of
+        // every accepted-set change (DualAccept, Revoke, Replace) at once.
+        let client = Client::builder(&server.addr)
+            .token(server.token.clone())
+            .consumer_id("drill-service")
+            .build()?;
+        let events = client.watch(name).await?.events();
+        let keyring = KeyRing::start(
+            server.api.clone(),
+            name.clone(),
+            "drill-service".to_owned(),
+            Some(events),
+        )
+        .await?;
+        let app = Router::new()
+            .route("/work", get(work))
+            .with_state(keyring.clone());
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let url = format!("http://{}/work", listener.local_addr()?);
+        let stop = CancellationToken::new();
+        let signal = stop.clone();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { signal.cancelled().await })
+                .await;
+        });
+        Ok(KeyService {
+            url,
+            keyring,
+            client,
+            stop,
+            task,
+        })
+    }
+
+    pub async fn stop(self) {
+        self.keyring.stop();
+        self.client.close();
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
