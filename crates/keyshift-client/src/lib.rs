@@ -96,6 +96,6 @@ pub use swap::{mysql_pool, mysql_pool_with};
 pub use swap::{pg_pool, pg_pool_with};
 pub use swap::{HotSwap, RETIRE_GRACE, RETRY_FIRST, RETRY_MAX};
 pub use watch::{
-    Client, ClientBuilder, SdkError, TypedSnapshot, Watched, WatchedTyped, DEFAULT_BACKOFF_MAX,
-    DEFAULT_BACKOFF_MIN, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_TTL,
+    Client, ClientBuilder, Current, SdkError, TypedSnapshot, Watched, WatchedTyped,
+    DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_TTL,
 };

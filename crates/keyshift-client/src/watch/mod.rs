@@ -39,4 +39,4 @@ pub use builder::{
 };
 pub use client::Client;
 pub use errors::SdkError;
-pub use source::{TypedSnapshot, Watched, WatchedTyped};
+pub use source::{Current, TypedSnapshot, Watched, WatchedTyped};

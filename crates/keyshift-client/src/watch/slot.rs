@@ -221,6 +221,10 @@ impl Slot {
         self.snapshot.load_full()
     }
 
+    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.snapshot.load()
+    }
+
     pub(crate) fn with<R>(&self, f: impl FnOnce(&Snapshot) -> R) -> R {
         f(&self.snapshot.load())
     }

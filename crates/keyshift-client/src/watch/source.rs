@@ -38,11 +38,38 @@ impl fmt::Debug for Watched {
     }
 }
 
+/// The snapshot [`Watched::get`] returns: a cheap guard (no shared
+/// reference count is touched, so readers on several cores do not contend)
+/// that derefs to the [`Snapshot`].
+pub struct Current(arc_swap::Guard<Arc<Snapshot>>);
+
+impl Current {
+    /// An owned handle on the same snapshot, to keep beyond a request.
+    pub fn to_arc(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.0)
+    }
+}
+
+impl std::ops::Deref for Current {
+    type Target = Snapshot;
+    fn deref(&self) -> &Snapshot {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Current {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
 impl Watched {
-    /// The current value: an `ArcSwap` load, lock-free; never waits on the
-    /// network.
-    pub fn get(&self) -> Arc<Snapshot> {
-        self.slot.current()
+    /// The current value: an `ArcSwap` load, lock-free and wait-free in the
+    /// common case; never waits on the network. The [`Current`] it returns
+    /// derefs to the [`Snapshot`]; hold it for the duration of a request,
+    /// not for ever (keep an `Arc` from [`Current::to_arc`] for that).
+    pub fn get(&self) -> Current {
+        Current(self.slot.load())
     }
 
     /// Runs `f` on the current value without taking a reference count:
@@ -86,7 +113,7 @@ impl Watched {
         if let Some(client) = &self.client {
             client.shared.refresh(&self.slot).await?;
         }
-        Ok(self.get())
+        Ok(self.slot.current())
     }
 
     /// How many value fetches (`GET :value`) this handle's secret has made,
@@ -122,7 +149,7 @@ impl Watched {
 
 impl SecretSource for Watched {
     fn current(&self) -> Arc<Snapshot> {
-        self.get()
+        self.slot.current()
     }
 
     fn changes(&self) -> watch::Receiver<u64> {

@@ -211,5 +211,5 @@ pub async fn wait_version(w: &Watched, version: u64) -> Arc<Snapshot> {
         w.get().version,
         w.last_error()
     );
-    w.get()
+    w.get().to_arc()
 }
