@@ -1,9 +1,9 @@
 //! What `Watched::get()` costs next to the obvious alternatives, while a
 //! writer swaps the value every millisecond (a hot rotation):
 //!
-//! - `arcswap`: the real [`Watched::get`] (an `ArcSwap<Snapshot>` `load_full`);
-//! - `arcswap_with`: [`Watched::with`] (an `ArcSwap` `load`, no reference
-//!   count taken);
+//! - `arcswap`: the real [`Watched::get`] (an `ArcSwap<Snapshot>` `load`, a
+//!   guard that touches no shared reference count);
+//! - `arcswap_with`: [`Watched::with`] (the same load, through a closure);
 //! - `rwlock`: `RwLock<Arc<Snapshot>>`, read lock then clone;
 //! - `mutex`: `Mutex<Arc<Snapshot>>`, lock then clone.
 //!
