@@ -100,13 +100,25 @@ impl ApiClient {
     /// URL, has a user name, password, query or fragment, or the token has
     /// characters an HTTP header cannot carry.
     pub fn new(base_url: &str, token: Option<SecretValue>) -> Result<ApiClient, ClientError> {
+        Self::with_tls(base_url, token, &TlsOptions::default())
+    }
+
+    /// Like [`new`](Self::new), trusting the CA in `tls` as well as the
+    /// system's roots (for a server whose certificate a private CA issued).
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new), and [`ClientError::Config`] for a CA that is
+    /// not a PEM certificate.
+    pub fn with_tls(
+        base_url: &str,
+        token: Option<SecretValue>,
+        tls: &TlsOptions,
+    ) -> Result<ApiClient, ClientError> {
         let base = validate_base_url(base_url)?;
         let auth = token.as_ref().map(bearer).transpose()?;
-        let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
+        let http = http_builder(tls)?
             .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(ApiClient {
@@ -470,6 +482,48 @@ impl ApiClient {
     }
 }
 
+/// TLS settings of the connection to the keyshift server.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    ca_pem: Option<Vec<u8>>,
+}
+
+impl TlsOptions {
+    /// Also trust this CA certificate (PEM), e.g. the private CA that
+    /// issued the server's certificate. The system's roots stay trusted.
+    #[must_use]
+    pub fn ca_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
+    }
+}
+
+/// The HTTP client settings every keyshift connection shares: user agent,
+/// connect timeout, no redirects (the token only ever goes to the address
+/// configured), and the TLS options.
+pub(crate) fn http_builder(tls: &TlsOptions) -> Result<reqwest::ClientBuilder, ClientError> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = &tls.ca_pem {
+        let bad = |why: String| {
+            ClientError::Config(format!("the CA certificate is not valid PEM: {why}"))
+        };
+        // The parser is lenient: without a certificate block it would
+        // quietly trust nothing new.
+        const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+        if !pem.windows(BEGIN.len()).any(|w| w == BEGIN) {
+            return Err(bad("no CERTIFICATE block in it".to_owned()));
+        }
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| bad(e.to_string()))?;
+        for ca in certs {
+            builder = builder.add_root_certificate(ca);
+        }
+    }
+    Ok(builder)
+}
+
 /// Whether an answer carries secret values, so a decoding error must not
 /// quote it (serde_json's messages quote the offending string).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -545,6 +599,20 @@ fn is_loopback(url: &Url) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_ca_that_is_not_pem_is_a_config_error() {
+        let tls = TlsOptions::default().ca_certificate_pem(b"not a certificate".to_vec());
+        let err = ApiClient::with_tls("https://keyshift.example", None, &tls).unwrap_err();
+        assert!(
+            matches!(err, ClientError::Config(ref m) if m.contains("CA")),
+            "{err}"
+        );
+        assert!(
+            ApiClient::with_tls("https://keyshift.example", None, &TlsOptions::default()).is_ok()
+        );
+    }
+
     use super::*;
 
     fn token(s: &str) -> SecretValue {

@@ -43,6 +43,7 @@ pub struct ClientBuilder {
     backoff: (Duration, Duration),
     heartbeat_interval: Duration,
     cache: Option<(PathBuf, Zeroizing<[u8; 32]>)>,
+    tls: crate::TlsOptions,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -55,6 +56,7 @@ impl fmt::Debug for ClientBuilder {
             .field("backoff", &self.backoff)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("cache_dir", &self.cache.as_ref().map(|(d, _)| d))
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -78,6 +80,7 @@ impl ClientBuilder {
             backoff: (DEFAULT_BACKOFF_MIN, DEFAULT_BACKOFF_MAX),
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             cache: None,
+            tls: crate::TlsOptions::default(),
         }
     }
 
@@ -133,6 +136,14 @@ impl ClientBuilder {
         self
     }
 
+    /// TLS settings for the connection to the server, e.g. a private CA
+    /// to trust ([`TlsOptions::ca_certificate_pem`](crate::TlsOptions::ca_certificate_pem)).
+    #[must_use]
+    pub fn tls(mut self, tls: crate::TlsOptions) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// Validates the configuration and builds the client. Nothing touches
     /// the network until the first [`Client::watch`].
     ///
@@ -169,7 +180,14 @@ impl ClientBuilder {
             heartbeat_interval: self.heartbeat_interval,
         };
         let cache = self.cache.map(|(dir, key)| (dir, *key));
-        let shared = Shared::new(&self.addr, self.token, consumer_id, config, cache)?;
+        let shared = Shared::new(
+            &self.addr,
+            self.token,
+            consumer_id,
+            config,
+            cache,
+            &self.tls,
+        )?;
         Ok(Client::from_shared(shared))
     }
 }

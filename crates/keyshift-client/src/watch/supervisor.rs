@@ -26,7 +26,6 @@ use super::builder::{hostname, process_label, Config};
 use super::cache::DiskCache;
 use super::errors::SdkError;
 use super::slot::{Decision, Outcome, Slot};
-use crate::api::{CONNECT_TIMEOUT, USER_AGENT};
 use crate::{ApiClient, Snapshot};
 
 /// How often a watched secret's policy is read again (its `min_overlap`
@@ -95,17 +94,16 @@ impl Shared {
         consumer_id: String,
         config: Config,
         cache: Option<(std::path::PathBuf, [u8; 32])>,
+        tls: &crate::TlsOptions,
     ) -> Result<Shared, SdkError> {
         let config_error = |e: crate::ClientError| SdkError::Config(e.to_string());
         let auth = token.as_ref().map(bearer).transpose()?;
-        let api = ApiClient::new(addr, token).map_err(config_error)?;
+        let api = ApiClient::with_tls(addr, token, tls).map_err(config_error)?;
         // The stream's client has no overall timeout (the stream is meant to
         // stay open); idle streams are detected by the missing keep-alives.
-        let stream_http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .connect_timeout(CONNECT_TIMEOUT)
+        let stream_http = crate::api::http_builder(tls)
+            .map_err(config_error)?
             .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| SdkError::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(Shared {
