@@ -25,6 +25,7 @@
 pub mod auth;
 mod bootstrap;
 pub mod config;
+mod dev;
 pub mod error;
 pub mod orchestrator;
 pub mod routes;
@@ -32,4 +33,5 @@ pub mod state;
 
 pub use bootstrap::{init, InitReport, Server, ServerError};
 pub use config::ServeConfig;
+pub use dev::DevServer;
 pub use state::AppState;

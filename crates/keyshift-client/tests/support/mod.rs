@@ -12,8 +12,7 @@ use keyshift_client::{ApiClient, Client, ClientBuilder, Snapshot, Watched};
 use keyshift_core::api::{AddVersion, CreateSecret, RotationInfo, StartRotation};
 use keyshift_core::rotation::Status;
 use keyshift_core::{Policy, SecretKind, SecretName, SecretValue, VersionNumber};
-use keyshift_server::{init, ServeConfig, Server};
-use tokio_util::sync::CancellationToken;
+use keyshift_server::DevServer;
 
 /// How long a test waits for a change before failing.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -22,65 +21,29 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub struct TestServer {
     pub addr: SocketAddr,
     pub token: SecretValue,
-    dir: tempfile::TempDir,
-    stop: CancellationToken,
-    task: Option<tokio::task::JoinHandle<()>>,
+    server: DevServer,
 }
 
 impl TestServer {
     pub async fn start() -> TestServer {
         init_tracing();
-        let dir = tempfile::tempdir().unwrap();
-        let report = init(dir.path()).await.unwrap();
-        let mut server = TestServer {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            token: report.root_token,
-            dir,
-            stop: CancellationToken::new(),
-            task: None,
-        };
-        server.boot(SocketAddr::from(([127, 0, 0, 1], 0))).await;
-        server
-    }
-
-    async fn boot(&mut self, listen: SocketAddr) {
-        let mut attempt = 0;
-        let server = loop {
-            let config = ServeConfig::new(self.dir.path().to_owned()).listen(listen);
-            match Server::start(config).await {
-                Ok(s) => break s,
-                // The old listener's port may take a moment to be free.
-                Err(e) if attempt < 50 => {
-                    attempt += 1;
-                    tracing::debug!(error = %e, "binding again");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("server does not start on {listen}: {e}"),
-            }
-        };
-        self.addr = server.local_addr().unwrap();
-        self.stop = CancellationToken::new();
-        let stop = self.stop.clone();
-        self.task = Some(tokio::spawn(async move {
-            server
-                .run(async move { stop.cancelled().await })
-                .await
-                .unwrap();
-        }));
+        let server = DevServer::start().await.unwrap();
+        TestServer {
+            addr: server.addr(),
+            token: server.root_token().clone(),
+            server,
+        }
     }
 
     /// Stops the server (its port is free afterwards).
     pub async fn stop(&mut self) {
-        self.stop.cancel();
-        if let Some(task) = self.task.take() {
-            task.await.unwrap();
-        }
+        self.server.stop().await;
     }
 
     /// Starts again on the same data dir and the same port.
     pub async fn start_again(&mut self) {
-        assert!(self.task.is_none(), "stop the server first");
-        self.boot(self.addr).await;
+        self.server.restart(true).await.unwrap();
+        assert_eq!(self.server.addr(), self.addr, "same port");
     }
 
     pub fn url(&self) -> String {
@@ -98,12 +61,6 @@ impl TestServer {
         Client::builder(&self.url())
             .token(self.token.clone())
             .backoff(Duration::from_millis(50), Duration::from_millis(500))
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop.cancel();
     }
 }
 

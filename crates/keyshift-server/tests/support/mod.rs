@@ -4,60 +4,33 @@
 
 use std::net::SocketAddr;
 
-use keyshift_server::{init, ServeConfig, Server};
+use keyshift_server::DevServer;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 /// A running server; stops when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
     pub token: String,
-    pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
-    stop: CancellationToken,
-    task: Option<tokio::task::JoinHandle<()>>,
+    server: DevServer,
 }
 
 impl TestServer {
     pub async fn start() -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let report = init(dir.path()).await.unwrap();
-        let token = report.root_token.expose().to_owned();
-        let mut server = TestServer {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            token,
-            dir,
+        let server = DevServer::start().await.unwrap();
+        TestServer {
+            addr: server.addr(),
+            token: server.root_token().expose().to_owned(),
             http: reqwest::Client::new(),
-            stop: CancellationToken::new(),
-            task: None,
-        };
-        server.boot().await;
-        server
-    }
-
-    async fn boot(&mut self) {
-        let config = ServeConfig::new(self.dir.path().to_owned())
-            .listen(SocketAddr::from(([127, 0, 0, 1], 0)));
-        let server = Server::start(config).await.unwrap();
-        self.addr = server.local_addr().unwrap();
-        self.stop = CancellationToken::new();
-        let stop = self.stop.clone();
-        self.task = Some(tokio::spawn(async move {
-            server
-                .run(async move { stop.cancelled().await })
-                .await
-                .unwrap();
-        }));
+            server,
+        }
     }
 
     /// Stops and starts again on the same data dir (a new port).
     pub async fn restart(&mut self) {
-        self.stop.cancel();
-        if let Some(task) = self.task.take() {
-            task.await.unwrap();
-        }
-        self.boot().await;
+        self.server.restart(false).await.unwrap();
+        self.addr = self.server.addr();
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -112,12 +85,6 @@ impl TestServer {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         panic!("rotation {id} still running after 30 s");
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop.cancel();
     }
 }
 

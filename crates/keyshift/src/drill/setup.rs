@@ -1,14 +1,11 @@
 //! The drill's server (in-process or existing) and its throw-away secret.
 
-use std::net::SocketAddr;
-
 use anyhow::{bail, Context as _};
 use keyshift_client::ApiClient;
 use keyshift_core::api::CreateSecret;
 use keyshift_core::{Policy, SecretKind, SecretName, SecretValue};
-use keyshift_server::{init, ServeConfig, Server};
+use keyshift_server::DevServer;
 use rand::Rng;
-use tokio_util::sync::CancellationToken;
 
 use crate::cli::{DrillArgs, DrillKind};
 
@@ -17,11 +14,7 @@ pub struct DrillServer {
     pub addr: String,
     pub token: SecretValue,
     pub api: ApiClient,
-    stop: Option<(
-        CancellationToken,
-        tokio::task::JoinHandle<()>,
-        tempfile::TempDir,
-    )>,
+    dev: Option<DevServer>,
 }
 
 impl DrillServer {
@@ -42,40 +35,26 @@ impl DrillServer {
                 addr: url.trim_end_matches('/').to_owned(),
                 token,
                 api,
-                stop: None,
+                dev: None,
             });
         }
-        let dir = tempfile::Builder::new()
-            .prefix("keyshift-drill-")
-            .tempdir()
-            .context("creating a throw-away data dir")?;
-        let report = init(dir.path()).await?;
-        let config =
-            ServeConfig::new(dir.path().to_owned()).listen(SocketAddr::from(([127, 0, 0, 1], 0)));
-        let server = Server::start(config).await?;
-        let addr = format!("http://{}", server.local_addr()?);
-        let cancel = CancellationToken::new();
-        let signal = cancel.clone();
-        let task = tokio::spawn(async move {
-            if let Err(e) = server.run(async move { signal.cancelled().await }).await {
-                tracing::error!(error = %e, "drill server stopped");
-            }
-        });
-        let api = ApiClient::new(&addr, Some(report.root_token.clone()))?;
+        let dev = DevServer::start()
+            .await
+            .context("starting a throw-away server")?;
+        let token = dev.root_token().clone();
+        let api = ApiClient::new(&dev.url(), Some(token.clone()))?;
         Ok(DrillServer {
-            addr,
-            token: report.root_token,
+            addr: dev.url(),
+            token,
             api,
-            stop: Some((cancel, task, dir)),
+            dev: Some(dev),
         })
     }
 
     /// Stops the in-process server (and deletes its data dir).
     pub async fn stop(self) {
-        if let Some((cancel, task, dir)) = self.stop {
-            cancel.cancel();
-            let _ = task.await;
-            drop(dir);
+        if let Some(mut dev) = self.dev {
+            dev.stop().await;
         }
     }
 }
