@@ -203,6 +203,21 @@ async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(code(&body), "payload_too_large");
 
+    // A bad query string is a JSON 400 too.
+    for path in [
+        "/v1/watch",
+        "/v1/rotations?limit=lots",
+        "/v1/secrets?prefix",
+    ] {
+        let (status, answer) = server.call(Method::GET, path, None).await;
+        if path == "/v1/secrets?prefix" {
+            assert_eq!(status, StatusCode::OK, "an empty prefix is fine: {answer}");
+            continue;
+        }
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {answer}");
+        assert_eq!(code(&answer), "bad_request", "{path}: {answer}");
+    }
+
     // Still serving.
     let (status, _) = server
         .call(Method::GET, &format!("/v1/secrets/{name}:value"), None)

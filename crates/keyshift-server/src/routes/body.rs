@@ -74,6 +74,47 @@ fn data_error(text: &str, line: usize, column: usize) -> String {
     }
 }
 
+/// Like `axum::extract::Query`, with [`ApiError`] rejections: a JSON 400
+/// that names no input.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|_| {
+                ApiError::BadRequest(
+                    "invalid query string: a parameter is missing or has the wrong type; see docs/api.md"
+                        .to_owned(),
+                )
+            })
+    }
+}
+
+/// Like `axum::extract::Path` for one string, with [`ApiError`]
+/// rejections (a path that is not valid UTF-8 once percent-decoded).
+pub struct ApiPath(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ApiPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|_| ApiError::BadRequest("invalid path: it must be UTF-8".to_owned()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

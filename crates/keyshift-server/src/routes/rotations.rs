@@ -1,6 +1,6 @@
 //! `/v1/rotations`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use keyshift_core::api::{RollbackRequest, RotationInfo, RotationList, Scope};
@@ -9,7 +9,7 @@ use keyshift_core::SecretName;
 use keyshift_store::RotationFilter;
 use serde::Deserialize;
 
-use super::body::RawBody;
+use super::body::{ApiPath, ApiQuery, RawBody};
 use super::{body, split_method, unknown_method};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -31,7 +31,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<RotationList>, ApiError> {
     let secret = q
         .secret
@@ -62,7 +62,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Json<RotationInfo>, ApiError> {
     let (id, method) = split_method(&id);
     if let Some(m) = method {
@@ -77,7 +77,7 @@ pub async fn get(
 pub async fn post(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     RawBody(raw): RawBody,
 ) -> Result<(StatusCode, Json<RotationInfo>), ApiError> {
     let (id, method) = split_method(&id);

@@ -1,6 +1,6 @@
 //! `/v1/secrets`, `/v1/audit`, `/v1/tokens`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,7 +14,7 @@ use keyshift_core::{
 use keyshift_store::{NewAudit, SecretRecord, VersionRecord, VersionSelector};
 use serde::Deserialize;
 
-use super::body::RawBody;
+use super::body::{ApiPath, ApiQuery, RawBody};
 use super::consumers;
 use super::{body, split_method, unknown_method, ApiJson};
 use crate::auth::{self, Caller};
@@ -159,7 +159,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<SecretList>, ApiError> {
     caller.require_scope(Scope::Read)?;
     let secrets = state
@@ -184,8 +184,8 @@ pub struct ValueQuery {
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(path): Path<String>,
-    Query(q): Query<ValueQuery>,
+    ApiPath(path): ApiPath,
+    ApiQuery(q): ApiQuery<ValueQuery>,
 ) -> Result<Response, ApiError> {
     let (name, method) = split_method(&path);
     let name = parse_name(name)?;
@@ -255,7 +255,7 @@ pub async fn get(
 pub async fn post(
     State(state): State<AppState>,
     caller: Caller,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath,
     RawBody(raw): RawBody,
 ) -> Result<Response, ApiError> {
     let (name, method) = split_method(&path);
@@ -352,7 +352,7 @@ async fn active_rotation(
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath,
     RawBody(raw): RawBody,
 ) -> Result<Json<SecretInfo>, ApiError> {
     let (name, method) = split_method(&path);
@@ -386,8 +386,8 @@ pub struct DeleteQuery {
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(path): Path<String>,
-    Query(q): Query<DeleteQuery>,
+    ApiPath(path): ApiPath,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<StatusCode, ApiError> {
     let (name, method) = split_method(&path);
     if let Some(m) = method {
@@ -425,7 +425,7 @@ pub struct AuditQuery {
 pub async fn audit_log(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<AuditQuery>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let secret = q.secret.as_deref().map(parse_name).transpose()?;
     match &secret {

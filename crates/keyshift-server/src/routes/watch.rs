@@ -8,7 +8,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
@@ -18,6 +18,7 @@ use keyshift_store::{EventKind, EventRecord};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::body::ApiQuery;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -35,7 +36,7 @@ pub async fn watch(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Query(q): Query<WatchQuery>,
+    ApiQuery(q): ApiQuery<WatchQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let patterns = parse_patterns(&q.names)?;
     for p in &patterns {
