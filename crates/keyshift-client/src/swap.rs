@@ -383,6 +383,42 @@ where
     retire(old).await;
 }
 
+/// The one build-check-swap-close mechanism behind [`pg_pool_with`] and
+/// [`mysql_pool_with`]: `connect` gives the full connect options (password
+/// included) for a snapshot.
+#[cfg(any(feature = "sqlx-postgres", feature = "sqlx-mysql"))]
+async fn sql_pool<DB, S, F>(
+    source: S,
+    pool: sqlx::pool::PoolOptions<DB>,
+    connect: F,
+) -> Result<HotSwap<sqlx::Pool<DB>>, sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    S: SecretSource,
+    F: Fn(&Snapshot) -> <DB::Connection as sqlx::Connection>::Options + Send + Sync + 'static,
+{
+    let build = move |snap: Arc<Snapshot>| {
+        let options = connect(&snap);
+        let pool = pool.clone();
+        async move {
+            let pool = pool.connect_with(options).await?;
+            match sqlx::query::<DB>("SELECT 1").execute(&pool).await {
+                Ok(_) => Ok(pool),
+                Err(e) => {
+                    pool.close().await;
+                    Err(e)
+                }
+            }
+        }
+    };
+    HotSwap::start(source, build, |old: Arc<sqlx::Pool<DB>>| async move {
+        old.close().await;
+    })
+    .await
+}
+
 #[cfg(feature = "sqlx-postgres")]
 pub use pg::{pg_pool, pg_pool_with};
 
@@ -431,25 +467,10 @@ mod pg {
         S: SecretSource,
         F: Fn(&Snapshot) -> PgConnectOptions + Send + Sync + 'static,
     {
-        let build = move |snap: Arc<Snapshot>| {
-            let connect = options(&snap).password(snap.value.expose());
-            let pool = pool.clone();
-            async move { checked(pool.connect_with(connect).await?).await }
-        };
-        HotSwap::start(source, build, |old: Arc<PgPool>| async move {
-            old.close().await;
+        super::sql_pool(source, pool, move |snap: &Snapshot| {
+            options(snap).password(snap.value.expose())
         })
         .await
-    }
-
-    async fn checked(pool: PgPool) -> Result<PgPool, sqlx::Error> {
-        match sqlx::query("SELECT 1").execute(&pool).await {
-            Ok(_) => Ok(pool),
-            Err(e) => {
-                pool.close().await;
-                Err(e)
-            }
-        }
     }
 }
 
@@ -495,24 +516,9 @@ mod mysql {
         S: SecretSource,
         F: Fn(&Snapshot) -> MySqlConnectOptions + Send + Sync + 'static,
     {
-        let build = move |snap: Arc<Snapshot>| {
-            let connect = options(&snap).password(snap.value.expose());
-            let pool = pool.clone();
-            async move { checked(pool.connect_with(connect).await?).await }
-        };
-        HotSwap::start(source, build, |old: Arc<MySqlPool>| async move {
-            old.close().await;
+        super::sql_pool(source, pool, move |snap: &Snapshot| {
+            options(snap).password(snap.value.expose())
         })
         .await
-    }
-
-    async fn checked(pool: MySqlPool) -> Result<MySqlPool, sqlx::Error> {
-        match sqlx::query("SELECT 1").execute(&pool).await {
-            Ok(_) => Ok(pool),
-            Err(e) => {
-                pool.close().await;
-                Err(e)
-            }
-        }
     }
 }
