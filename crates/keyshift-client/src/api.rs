@@ -193,6 +193,21 @@ impl ApiClient {
         Ok(())
     }
 
+    /// `DELETE /v1/secrets/{name}?force=true`: deletes a secret even while an
+    /// external target (Redis) still accepts one of its values, which are
+    /// then lost: only for credentials that are being removed anyway.
+    ///
+    /// # Errors
+    ///
+    /// As [`delete_secret`](Self::delete_secret), without the `conflict` for
+    /// values still accepted.
+    pub async fn delete_secret_forced(&self, name: &SecretName) -> Result<(), ClientError> {
+        let path = format!("/v1/secrets/{name}");
+        let query = [("force", "true".to_owned())];
+        self.send(Method::DELETE, &path, &query, None).await?;
+        Ok(())
+    }
+
     /// `PUT /v1/secrets/{name}:policy`: replaces a secret's policy.
     ///
     /// # Errors

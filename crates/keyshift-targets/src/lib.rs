@@ -38,10 +38,12 @@
 //! ```
 #![deny(missing_docs)]
 
+mod mariadb;
 mod redis_acl;
 
 use keyshift_core::SecretValue;
 
+pub use mariadb::{MariaDbConfig, MariaDbTarget};
 pub use redis_acl::{AdminCredential, RedisConfig, RedisTarget, DEFAULT_TIMEOUT};
 
 /// Whether a credential logs in.

@@ -387,6 +387,11 @@ pub struct LsArgs {
 pub struct RmArgs {
     /// The secret's name.
     pub name: SecretName,
+
+    /// Delete even while an external target (Redis) still accepts one of
+    /// its values; those values are then lost for good.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `keyshift rotate`.

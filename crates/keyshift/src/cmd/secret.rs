@@ -266,7 +266,11 @@ fn secrets_table(secrets: &[SecretInfo]) -> Table {
 
 /// `secret rm`.
 pub async fn rm(client: &ApiClient, args: &RmArgs) -> anyhow::Result<ExitCode> {
-    client.delete_secret(&args.name).await?;
+    if args.force {
+        client.delete_secret_forced(&args.name).await?;
+    } else {
+        client.delete_secret(&args.name).await?;
+    }
     println!("deleted {}", args.name);
     Ok(exit::code(exit::SUCCESS))
 }

@@ -114,13 +114,14 @@ impl Target {
         Ok(Target { name, redis })
     }
 
-    /// Deletes the secret and the Redis user.
-    pub async fn cleanup(self, server: &DrillServer) {
-        if let Err(e) = server.api.delete_secret(&self.name).await {
+    /// Deletes the secret (with its values: the Redis user goes too) and
+    /// the Redis user.
+    pub async fn cleanup(&self, server: &DrillServer) {
+        if let Err(e) = server.api.delete_secret_forced(&self.name).await {
             tracing::warn!(error = %e, "could not delete the drill's secret");
         }
-        if let Some((url, user)) = self.redis {
-            if let Err(e) = redis_admin(&url, &["ACL", "DELUSER", &user]).await {
+        if let Some((url, user)) = &self.redis {
+            if let Err(e) = redis_admin(url, &["ACL", "DELUSER", user]).await {
                 tracing::warn!(error = %e, "could not delete the drill's Redis user");
             }
         }
