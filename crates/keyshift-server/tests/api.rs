@@ -4,18 +4,7 @@ mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::{unique_secret, TestServer};
-
-async fn create_api_key(server: &TestServer, name: &str) {
-    let (status, body) = server
-        .call(
-            Method::POST,
-            "/v1/secrets",
-            Some(json!({"name": name, "kind": "api-key", "generate": true, "policy": {"min_overlap": "0s"}})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-}
+use support::{create_api_key, phases, rotate_and_wait, unique_secret, TestServer};
 
 /// Method, path, body, token ("root" for the root token), status, error code.
 type Case = (
@@ -35,7 +24,7 @@ fn code(body: &Value) -> &str {
 async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
     let server = TestServer::start().await;
     let name = unique_secret("bad");
-    create_api_key(&server, &name).await;
+    create_api_key(&server, &name, "0s").await;
 
     let long = "a".repeat(300);
     let cases: Vec<Case> = vec![
@@ -229,7 +218,7 @@ async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
 async fn scopes_are_enforced_per_name_pattern() {
     let server = TestServer::start().await;
     let name = unique_secret("scoped");
-    create_api_key(&server, &name).await;
+    create_api_key(&server, &name, "0s").await;
     let (status, created) = server
         .call(
             Method::POST,
@@ -293,14 +282,7 @@ async fn two_concurrent_rotations_one_runs_the_other_gets_409_naming_it() {
     let server = TestServer::start().await;
     let name = unique_secret("race");
     // A long overlap keeps the first rotation running.
-    let (status, _) = server
-        .call(
-            Method::POST,
-            "/v1/secrets",
-            Some(json!({"name": name, "kind": "api-key", "generate": true, "policy": {"min_overlap": "1h"}})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    create_api_key(&server, &name, "1h").await;
     let path = format!("/v1/secrets/{name}:rotate");
     let (a, b) = tokio::join!(
         server.call(Method::POST, &path, Some(json!({}))),
@@ -345,28 +327,14 @@ async fn two_concurrent_rotations_one_runs_the_other_gets_409_naming_it() {
 async fn api_key_dual_rotation_moves_labels_and_revokes_the_old_key() {
     let server = TestServer::start().await;
     let name = unique_secret("dual");
-    create_api_key(&server, &name).await;
+    create_api_key(&server, &name, "0s").await;
     let (_, before) = server
         .call(Method::GET, &format!("/v1/secrets/{name}:value"), None)
         .await;
-    let (status, rotation) = server
-        .call(
-            Method::POST,
-            &format!("/v1/secrets/{name}:rotate"),
-            Some(json!({})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{rotation}");
-    let done = server.wait_rotation(rotation["id"].as_str().unwrap()).await;
+    let done = rotate_and_wait(&server, &name).await;
     assert_eq!(done["status"], "succeeded", "{done}");
-    let phases: Vec<&str> = done["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["phase"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        phases,
+        phases(&done),
         [
             "precheck",
             "generate",
@@ -461,7 +429,7 @@ async fn a_target_config_cannot_read_secrets_its_author_may_not_administer() {
 async fn versions_and_grants_out_of_range_are_400_not_500() {
     let server = TestServer::start().await;
     let name = unique_secret("range");
-    create_api_key(&server, &name).await;
+    create_api_key(&server, &name, "0s").await;
     let (status, body) = server
         .call(
             Method::GET,
@@ -494,14 +462,7 @@ async fn versions_and_grants_out_of_range_are_400_not_500() {
 async fn hand_put_versions_wait_for_the_running_rotation() {
     let server = TestServer::start().await;
     let name = unique_secret("busy");
-    let (status, _) = server
-        .call(
-            Method::POST,
-            "/v1/secrets",
-            Some(json!({"name": name, "kind": "api-key", "generate": true, "policy": {"min_overlap": "1h"}})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    create_api_key(&server, &name, "1h").await;
     let (_, rotation) = server
         .call(Method::POST, &format!("/v1/secrets/{name}:rotate"), None)
         .await;

@@ -4,9 +4,8 @@
 mod support;
 
 use keyshift_testkit::{service, RedisUser, Service};
-use reqwest::{Method, StatusCode};
-use serde_json::json;
-use support::{unique_secret, TestServer};
+use reqwest::Method;
+use support::{create_redis_secret, phases, rotate_and_wait, TestServer};
 
 #[tokio::test]
 async fn failed_verification_rolls_back_leaving_the_old_password_the_only_one() {
@@ -18,37 +17,11 @@ async fn failed_verification_rolls_back_leaving_the_old_password_the_only_one() 
     std::env::set_var("KEYSHIFT_TEST_REFUSE_VERIFY", "dual_accept");
     let user = RedisUser::create(&url);
     let server = TestServer::start().await;
-    let name = unique_secret("redis");
-    let address = url.trim_start_matches("redis://").to_owned();
-    let (status, body) = server
-        .call(
-            Method::POST,
-            "/v1/secrets",
-            Some(json!({
-                "name": name, "kind": "redis", "value": user.password,
-                "target": {"address": address, "user": user.name},
-                "policy": {"min_overlap": "0s"},
-            })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (_, rotation) = server
-        .call(
-            Method::POST,
-            &format!("/v1/secrets/{name}:rotate"),
-            Some(json!({})),
-        )
-        .await;
-    let done = server.wait_rotation(rotation["id"].as_str().unwrap()).await;
+    let name = create_redis_secret(&server, &user, "0s").await;
+    let done = rotate_and_wait(&server, &name).await;
     assert_eq!(done["status"], "rolled_back", "{done}");
-    let phases: Vec<&str> = done["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["phase"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        phases,
+        phases(&done),
         [
             "precheck",
             "generate",

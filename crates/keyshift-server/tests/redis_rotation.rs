@@ -5,30 +5,7 @@ mod support;
 use keyshift_testkit::{service, RedisUser, Service};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support::{unique_secret, TestServer};
-
-/// Creates a `redis` secret for `user` whose current value is its password.
-pub async fn create_redis_secret(
-    server: &TestServer,
-    user: &RedisUser,
-    min_overlap: &str,
-) -> String {
-    let name = unique_secret("redis");
-    let address = user.url.trim_start_matches("redis://").to_owned();
-    let (status, body) = server
-        .call(
-            Method::POST,
-            "/v1/secrets",
-            Some(json!({
-                "name": name, "kind": "redis", "value": user.password,
-                "target": {"address": address, "user": user.name},
-                "policy": {"min_overlap": min_overlap},
-            })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    name
-}
+use support::{create_redis_secret, rotate_and_wait, start_rotation, unique_secret, TestServer};
 
 async fn value(server: &TestServer, name: &str, version: u64) -> String {
     let (status, body) = server
@@ -51,15 +28,7 @@ async fn both_passwords_work_during_the_overlap_and_only_the_new_one_after_revok
     let server = TestServer::start().await;
     let name = create_redis_secret(&server, &user, "2s").await;
 
-    let (status, rotation) = server
-        .call(
-            Method::POST,
-            &format!("/v1/secrets/{name}:rotate"),
-            Some(json!({})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{rotation}");
-    let id = rotation["id"].as_str().unwrap().to_owned();
+    let id = start_rotation(&server, &name).await;
 
     // Wait (bounded) for the overlap: DualAccept and Promote are done.
     let mut in_overlap = false;
@@ -110,14 +79,7 @@ async fn a_missing_user_fails_precheck_without_touching_anything() {
     let name = create_redis_secret(&server, &user, "0s").await;
     let password = user.password.clone();
     drop(user); // deletes the ACL user
-    let (_, rotation) = server
-        .call(
-            Method::POST,
-            &format!("/v1/secrets/{name}:rotate"),
-            Some(json!({})),
-        )
-        .await;
-    let done = server.wait_rotation(rotation["id"].as_str().unwrap()).await;
+    let done = rotate_and_wait(&server, &name).await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["phases"][0]["phase"], "precheck");
     assert_eq!(done["phases"][0]["outcome"], "failed");

@@ -5,8 +5,9 @@
 use std::net::SocketAddr;
 
 use keyshift_server::DevServer;
+use keyshift_testkit::RedisUser;
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// A running server; stops when dropped.
 pub struct TestServer {
@@ -91,4 +92,58 @@ impl TestServer {
 /// A secret name no other test uses.
 pub fn unique_secret(prefix: &str) -> String {
     format!("test/{}", keyshift_testkit::unique_name(prefix))
+}
+
+/// Creates an `api-key` secret with a generated first value.
+pub async fn create_api_key(server: &TestServer, name: &str, min_overlap: &str) {
+    let body = json!({"name": name, "kind": "api-key", "generate": true, "policy": {"min_overlap": min_overlap}});
+    let (status, answer) = server.call(Method::POST, "/v1/secrets", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+}
+
+/// Creates a `redis` secret for `user` whose current value is its password.
+pub async fn create_redis_secret(
+    server: &TestServer,
+    user: &RedisUser,
+    min_overlap: &str,
+) -> String {
+    let name = unique_secret("redis");
+    let address = user.url.trim_start_matches("redis://").to_owned();
+    let body = json!({
+        "name": name, "kind": "redis", "value": user.password,
+        "target": {"address": address, "user": user.name},
+        "policy": {"min_overlap": min_overlap},
+    });
+    let (status, answer) = server.call(Method::POST, "/v1/secrets", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    name
+}
+
+/// Starts a rotation of `name`; returns its id.
+pub async fn start_rotation(server: &TestServer, name: &str) -> String {
+    let (status, rotation) = server
+        .call(
+            Method::POST,
+            &format!("/v1/secrets/{name}:rotate"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rotation}");
+    rotation["id"].as_str().unwrap().to_owned()
+}
+
+/// Starts a rotation of `name` and waits until it is no longer running.
+pub async fn rotate_and_wait(server: &TestServer, name: &str) -> Value {
+    let id = start_rotation(server, name).await;
+    server.wait_rotation(&id).await
+}
+
+/// The phase names of a rotation, in order.
+pub fn phases(rotation: &Value) -> Vec<String> {
+    rotation["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap().to_owned())
+        .collect()
 }
