@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+mod credential;
 mod kind;
 mod name;
 mod policy;
@@ -32,7 +33,8 @@ mod time;
 mod value;
 mod version;
 
-pub use kind::SecretKind;
+pub use credential::{valid_username, Credential, MAX_USERNAME_LEN};
+pub use kind::{SecretKind, GENERATED_ENTROPY_BYTES};
 pub use name::{NameError, SecretName};
 pub use policy::{OnTimeout, Policy, PolicyError, Strategy};
 pub use time::Timestamp;

@@ -15,6 +15,11 @@ pub enum Strategy {
     /// Old and new are valid together during an overlap window (the default).
     #[default]
     Dual,
+    /// Two slots (e.g. two PostgreSQL login roles in one group role): the
+    /// new credential goes into the idle slot, `current` switches to it, and
+    /// the old slot is disabled after the overlap, kept for instant
+    /// rollback. The phases are `dual`'s; the target chooses the slot.
+    BlueGreen,
     /// Replace and revoke at once, with no overlap: for a leaked credential,
     /// and the drill's control run. Consumers holding the old value fail
     /// until they move.
@@ -26,8 +31,14 @@ impl Strategy {
     pub fn as_str(self) -> &'static str {
         match self {
             Strategy::Dual => "dual",
+            Strategy::BlueGreen => "blue-green",
             Strategy::Immediate => "immediate",
         }
+    }
+
+    /// Whether old and new are valid together for an overlap window.
+    pub fn overlaps(self) -> bool {
+        !matches!(self, Strategy::Immediate)
     }
 }
 
@@ -42,9 +53,10 @@ impl FromStr for Strategy {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "dual" => Ok(Strategy::Dual),
+            "blue-green" => Ok(Strategy::BlueGreen),
             "immediate" => Ok(Strategy::Immediate),
             _ => Err(format!(
-                "unknown strategy `{s}` (expected dual or immediate; blue-green and canary are planned)"
+                "unknown strategy `{s}` (expected dual, blue-green or immediate)"
             )),
         }
     }

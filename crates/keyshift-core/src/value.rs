@@ -38,6 +38,15 @@ pub enum ValueError {
         /// The kind whose format was checked.
         kind: &'static str,
     },
+    /// A credential value is malformed.
+    #[error("secret value is not a valid credential: {detail}")]
+    BadCredential {
+        /// What is wrong (never the value).
+        detail: &'static str,
+    },
+    /// A certificate bundle lacks a part.
+    #[error("secret value is not a PEM bundle with a certificate and its private key")]
+    BadPem,
     /// A generated value is shorter than its kind requires.
     #[error("secret value too short for its kind ({kind}: at least {min} bytes)")]
     TooShort {

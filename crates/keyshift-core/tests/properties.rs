@@ -117,7 +117,7 @@ prop_compose! {
 
 prop_compose! {
     fn plan()(
-        strategy in select(&[Strategy::Dual, Strategy::Immediate]),
+        strategy in select(&[Strategy::Dual, Strategy::BlueGreen, Strategy::Immediate]),
         start in select(&[Start::Empty, Start::Current, Start::CurrentAndPrevious]),
         min_overlap_ms in prop_oneof![Just(0u64), 1u64..120_000],
         max_attempts in 1u32..5,
@@ -249,7 +249,7 @@ fn check_end(plan: &Plan, h: &Harness) {
         }
         Phase::Failed => {
             assert!(rot.reason.is_some(), "a failed rotation says why");
-            if rot.strategy == Strategy::Dual {
+            if rot.strategy.overlaps() {
                 w.check_i1();
             }
             if rot.history.len() == 2 {

@@ -39,12 +39,18 @@
 #![deny(missing_docs)]
 
 mod mariadb;
+mod plugin;
+mod postgres;
 mod redis_acl;
+mod x509;
 
 use keyshift_core::SecretValue;
 
 pub use mariadb::{MariaDbConfig, MariaDbTarget};
+pub use plugin::{PluginConfig, PluginTarget};
+pub use postgres::{PgConfig, PgTarget};
 pub use redis_acl::{AdminCredential, RedisConfig, RedisTarget, DEFAULT_TIMEOUT};
+pub use x509::{new_ca, X509CaConfig, X509Config, X509Target};
 
 /// Whether a credential logs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +115,22 @@ pub trait Target: Send + Sync {
     /// user exists, and `current` (if Some) logs in.
     async fn precheck(&self, current: Option<&SecretValue>) -> Result<(), TargetError>;
 
+    /// Makes the next value, given the current one: a login for the idle
+    /// blue-green role, a certificate issued by the CA, a plugin's
+    /// credential. No side effect on the target (enabling is
+    /// [`Target::enable`]'s job). `Ok(None)`, the default, means "random
+    /// bytes in the kind's format will do" and the caller generates them.
+    ///
+    /// The caller stores the first value it gets for a rotation, so calling
+    /// this again need not return the same value.
+    async fn generate(
+        &self,
+        current: Option<&SecretValue>,
+    ) -> Result<Option<SecretValue>, TargetError> {
+        let _ = current;
+        Ok(None)
+    }
+
     /// Make the target accept `value` in addition to what it accepts now.
     /// Calling it again changes nothing.
     async fn enable(&self, value: &SecretValue) -> Result<(), TargetError>;
@@ -122,6 +144,23 @@ pub trait Target: Send + Sync {
     /// connection each time). `Ok(Refused)` when the target says wrong
     /// password; `Err` only when the target can't be asked.
     async fn verify(&self, value: &SecretValue) -> Result<Verdict, TargetError>;
+
+    /// How many uses of `value` the target sees right now (for example open
+    /// sessions of its role), or `Ok(None)`, the default, when the target
+    /// cannot observe them.
+    async fn usage(&self, value: &SecretValue) -> Result<Option<u64>, TargetError> {
+        let _ = value;
+        Ok(None)
+    }
+}
+
+/// A fresh random password: 256 bits as 43 base64url characters, which
+/// need no quoting in any protocol.
+pub fn random_password() -> SecretValue {
+    use rand::RngCore;
+    let mut bytes = zeroize::Zeroizing::new([0u8; keyshift_core::GENERATED_ENTROPY_BYTES]);
+    rand::rngs::OsRng.fill_bytes(bytes.as_mut());
+    keyshift_core::SecretKind::Redis.generate(&bytes)
 }
 
 #[cfg(test)]

@@ -412,7 +412,7 @@ impl Rotation {
 
     /// The phase that follows a successful `phase`.
     fn after(&self, phase: Phase) -> Phase {
-        let immediate = self.strategy == Strategy::Immediate;
+        let immediate = !self.strategy.overlaps();
         match phase {
             Phase::Precheck => Phase::Generate,
             Phase::Generate if immediate => Phase::Replace,

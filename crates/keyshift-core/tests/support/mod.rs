@@ -222,7 +222,7 @@ impl Harness {
 
     fn check_always(&self) {
         self.world.check_i2();
-        let dual = self.rot.strategy == Strategy::Dual;
+        let dual = self.rot.strategy.overlaps();
         if dual {
             self.world.check_i1();
         }
@@ -360,7 +360,7 @@ pub fn spec_allows_rollback(rot: &Rotation) -> bool {
 /// The phase transitions DESIGN.md allows (forward, to RollBack, to Failed).
 pub fn allowed_edge(strategy: Strategy, has_old: bool, a: Phase, b: Phase) -> bool {
     use Phase::*;
-    let dual = strategy == Strategy::Dual;
+    let dual = strategy.overlaps();
     let forward = match a {
         Precheck => Generate,
         Generate if dual => DualAccept,

@@ -40,6 +40,9 @@ pub fn validate_target(
                 "secrets of kind {kind} take no target config"
             ))),
         },
+        _ => Err(ApiError::BadRequest(format!(
+            "secrets of kind {kind} are not supported yet"
+        ))),
     }
 }
 
@@ -79,6 +82,9 @@ pub(super) async fn target_for<'a>(
             };
             Ok(Box::new(RedisTarget::new(config, admin)?))
         }
+        kind => Err(StepFailure::from(TargetError::Config {
+            detail: format!("secrets of kind {kind} are not supported yet"),
+        })),
     }
 }
 
@@ -189,6 +195,6 @@ pub fn referenced_secrets(kind: SecretKind, target: &serde_json::Value) -> Vec<S
             .and_then(|n| SecretName::new(&n).ok())
             .into_iter()
             .collect(),
-        SecretKind::ApiKey | SecretKind::Static => Vec::new(),
+        _ => Vec::new(),
     }
 }
