@@ -42,6 +42,7 @@ mod mariadb;
 mod plugin;
 mod postgres;
 mod redis_acl;
+mod slots;
 mod x509;
 
 use keyshift_core::SecretValue;
