@@ -81,6 +81,8 @@ mod keyring;
 mod redis;
 mod snapshot;
 mod swap;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod watch;
 
 #[cfg(feature = "redis")]
@@ -95,6 +97,8 @@ pub use swap::{mysql_pool, mysql_pool_with};
 #[cfg(feature = "sqlx-postgres")]
 pub use swap::{pg_pool, pg_pool_with};
 pub use swap::{HotSwap, RETIRE_GRACE, RETRY_FIRST, RETRY_MAX};
+#[cfg(feature = "tls")]
+pub use tls::{CertResolver, CertResolverBuilder, TlsError};
 pub use watch::{
     Client, ClientBuilder, Current, SdkError, TypedSnapshot, Watched, WatchedTyped,
     DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_TTL,

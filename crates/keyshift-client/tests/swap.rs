@@ -218,13 +218,14 @@ mod postgres {
 
     use super::*;
 
-    /// The group whose members log in with a password: `.ci/run` (or a
-    /// developer) puts `host all +keyshift_password_auth 127.0.0.1/32
-    /// scram-sha-256` first in `pg_hba.conf`, since test servers trust
-    /// local connections otherwise.
-    const PASSWORD_GROUP: &str = "keyshift_password_auth";
+    /// The group whose members log in with a password
+    /// ([`keyshift_testkit::postgres_checks_passwords`] sees to it).
+    const PASSWORD_GROUP: &str = keyshift_testkit::PG_PASSWORD_GROUP;
 
     async fn admin(url: &str) -> PgPool {
+        if let Err(e) = keyshift_testkit::postgres_checks_passwords(url) {
+            eprintln!("\n!!! PostgreSQL at {url} may not check passwords: {e} !!!\n");
+        }
         PgPool::connect(url).await.expect("connect as admin")
     }
 

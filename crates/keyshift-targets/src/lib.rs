@@ -42,16 +42,24 @@ mod mariadb;
 mod plugin;
 mod postgres;
 mod redis_acl;
+mod scram;
 mod slots;
 mod x509;
 
 use keyshift_core::SecretValue;
 
-pub use mariadb::{MariaDbConfig, MariaDbTarget};
-pub use plugin::{PluginConfig, PluginTarget};
+pub use mariadb::{MariaDbConfig, MariaDbMode, MariaDbTarget};
+pub use plugin::{
+    sign, verify_signature, ExecConfig, PluginConfig, PluginStep, PluginTarget, SignatureError,
+    WebhookConfig, DEFAULT_EXEC_TIMEOUT, DEFAULT_WEBHOOK_TIMEOUT, PLUGIN_PROTOCOL_VERSION,
+    SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
 pub use postgres::{PgConfig, PgTarget};
 pub use redis_acl::{AdminCredential, RedisConfig, RedisTarget, DEFAULT_TIMEOUT};
-pub use x509::{new_ca, X509CaConfig, X509Config, X509Target};
+pub use x509::{
+    check_ca, new_ca, renewal_due, X509CaConfig, X509Config, X509Target, CLOCK_SKEW,
+    DEFAULT_CA_LIFETIME, DEFAULT_LEAF_LIFETIME, DEFAULT_RENEW_AT, MAX_LIFETIME, MIN_LIFETIME,
+};
 
 /// Whether a credential logs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -225,3 +225,57 @@ mod tests {
         assert_ne!(unique_name("t"), unique_name("t"));
     }
 }
+
+/// The group role whose members PostgreSQL asks for a password.
+pub const PG_PASSWORD_GROUP: &str = "keyshift_password_auth";
+
+/// The `pg_hba.conf` line that makes PostgreSQL check the passwords of
+/// members of [`PG_PASSWORD_GROUP`] on 127.0.0.1 (every other role keeps its
+/// rule, usually trust).
+pub const PG_PASSWORD_HBA_LINE: &str =
+    "host all +keyshift_password_auth 127.0.0.1/32 scram-sha-256";
+
+/// Makes the PostgreSQL at `url` check passwords for members of
+/// [`PG_PASSWORD_GROUP`]: creates the group role and, when the server's
+/// `pg_hba.conf` is a file on this machine that lacks
+/// [`PG_PASSWORD_HBA_LINE`], puts the line first and reloads. Test servers
+/// trust every local login, which would make "the old password is refused"
+/// impossible to see. Runs once per process; `psql` does the work.
+///
+/// Returns an error (for the test to report) when that is not possible.
+pub fn postgres_checks_passwords(url: &str) -> Result<(), String> {
+    static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| ensure_pg_password_auth(url)).clone()
+}
+
+fn ensure_pg_password_auth(url: &str) -> Result<(), String> {
+    let psql = |sql: &str| -> Result<String, String> {
+        let out = std::process::Command::new("psql")
+            .args([url, "-v", "ON_ERROR_STOP=1", "-tAqc", sql])
+            .output()
+            .map_err(|e| format!("running psql: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "psql -c {sql:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    psql(&format!(
+        "DO $$ BEGIN CREATE ROLE {PG_PASSWORD_GROUP} NOLOGIN; \
+         EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    ))?;
+    let hba = psql("SHOW hba_file")?;
+    let text = std::fs::read_to_string(&hba).map_err(|e| {
+        format!("reading {hba} (add `{PG_PASSWORD_HBA_LINE}` first in it yourself): {e}")
+    })?;
+    if text.lines().any(|l| l.trim() == PG_PASSWORD_HBA_LINE) {
+        return Ok(());
+    }
+    std::fs::write(&hba, format!("{PG_PASSWORD_HBA_LINE}\n{text}")).map_err(|e| {
+        format!("writing {hba} (add `{PG_PASSWORD_HBA_LINE}` first in it yourself): {e}")
+    })?;
+    eprintln!("keyshift-testkit: added `{PG_PASSWORD_HBA_LINE}` to {hba} and reloaded PostgreSQL");
+    psql("SELECT pg_reload_conf()").map(drop)
+}
