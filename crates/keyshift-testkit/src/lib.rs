@@ -207,25 +207,6 @@ impl Drop for RedisUser {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_port_reads_urls_with_and_without_ports() {
-        assert_eq!(
-            host_port("postgres://postgres@127.0.0.1:5432/postgres", 1),
-            "127.0.0.1:5432"
-        );
-        assert_eq!(host_port("redis://localhost", 6379), "localhost:6379");
-    }
-
-    #[test]
-    fn unique_names_differ() {
-        assert_ne!(unique_name("t"), unique_name("t"));
-    }
-}
-
 /// The group role whose members PostgreSQL asks for a password.
 pub const PG_PASSWORD_GROUP: &str = "keyshift_password_auth";
 
@@ -278,4 +259,23 @@ fn ensure_pg_password_auth(url: &str) -> Result<(), String> {
     })?;
     eprintln!("keyshift-testkit: added `{PG_PASSWORD_HBA_LINE}` to {hba} and reloaded PostgreSQL");
     psql("SELECT pg_reload_conf()").map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_reads_urls_with_and_without_ports() {
+        assert_eq!(
+            host_port("postgres://postgres@127.0.0.1:5432/postgres", 1),
+            "127.0.0.1:5432"
+        );
+        assert_eq!(host_port("redis://localhost", 6379), "localhost:6379");
+    }
+
+    #[test]
+    fn unique_names_differ() {
+        assert_ne!(unique_name("t"), unique_name("t"));
+    }
 }
