@@ -400,11 +400,23 @@ pub struct RotateArgs {
     /// The secret to rotate.
     pub name: SecretName,
 
-    /// dual (old and new valid together until consumers moved) or
-    /// immediate (replace and revoke at once: for a leaked credential).
-    /// Default: the secret's policy.
-    #[arg(long, value_name = "STRATEGY")]
+    /// dual (old and new valid together until consumers moved),
+    /// blue-green (two login roles; PostgreSQL) or immediate (replace and
+    /// revoke at once). Default: the secret's policy.
+    #[arg(long, value_name = "STRATEGY", conflicts_with = "emergency")]
     pub strategy: Option<Strategy>,
+
+    /// The credential leaked: rotate with strategy immediate, revoking the
+    /// old credential at once with no overlap. Consumers still holding it
+    /// fail until they move (downtime accepted). REASON goes to the audit
+    /// log. Also starts when the secret's circuit is open.
+    #[arg(long, value_name = "REASON")]
+    pub emergency: Option<String>,
+
+    /// Start even though the secret's circuit breaker is open (after
+    /// repeated failed rotations).
+    #[arg(long)]
+    pub force: bool,
 
     /// The rotation's id, which is also its idempotency key: starting a
     /// rotation with an id that exists returns that rotation instead of
