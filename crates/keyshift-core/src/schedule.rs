@@ -51,7 +51,8 @@ pub enum When {
 #[derive(Clone)]
 pub struct CronExpr {
     text: String,
-    cron: croner::Cron,
+    // Boxed: a parsed pattern is large, and schedules travel in policies.
+    cron: Box<croner::Cron>,
 }
 
 impl PartialEq for CronExpr {
@@ -89,7 +90,10 @@ impl FromStr for CronExpr {
         let cron = croner::Cron::from_str(&text).map_err(|e| ScheduleError::Cron {
             detail: format!("`{s}`: {e}"),
         })?;
-        Ok(Self { text, cron })
+        Ok(Self {
+            text,
+            cron: Box::new(cron),
+        })
     }
 }
 

@@ -760,7 +760,10 @@ mod tests {
         };
         assert_eq!(p.name.as_str(), "prod/cache");
         assert_eq!(p.kind, Some(SecretKind::Redis));
-        assert_eq!(p.policy.min_overlap, Some(std::time::Duration::from_secs(90)));
+        assert_eq!(
+            p.policy.min_overlap,
+            Some(std::time::Duration::from_secs(90))
+        );
         assert_eq!(p.policy.strategy, Some(Strategy::Immediate));
         assert!(p.generate);
     }
