@@ -178,6 +178,51 @@ async fn database_values_put_by_hand_must_log_in_as_a_managed_user() {
 }
 
 #[tokio::test]
+async fn the_admin_credential_is_read_from_the_secret_the_target_names() {
+    let Some(mut pg) = Postgres::new(false).await else {
+        return;
+    };
+    let admin = pg.admin_role().await;
+    let server = TestServer::start().await;
+    let admin_secret = unique_secret("pgadmin");
+    let body = json!({"name": admin_secret, "kind": "static", "value": admin.expose()});
+    let (status, answer) = server.call(Method::POST, "/v1/secrets", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let mut target = pg.target();
+    target["admin_secret"] = json!(admin_secret);
+    let name = unique_secret("pg");
+    let body = json!({"name": name, "kind": "postgres", "target": target, "policy": {"min_overlap": "0s"}});
+    let (status, answer) = server.call(Method::POST, "/v1/secrets", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+
+    let done = rotate_and_wait(&server, &name).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let current = value(&server, &name, "label=current").await;
+    assert!(pg.logs_in(&current).await, "the admin made the slot");
+
+    // The admin secret's current value is what the target uses: a wrong
+    // password fails the precheck, which never shows it.
+    let (admin_user, _) = parse_credential(admin.expose());
+    let wrong = credential(&admin_user, &random_password());
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            &format!("/v1/secrets/{admin_secret}:versions"),
+            Some(json!({"value": wrong.expose()})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let failed = rotate_and_wait(&server, &name).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["phases"][0]["phase"], "precheck", "{failed}");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(reason.contains("admin"), "{reason}");
+    let (_, wrong_password) = parse_credential(wrong.expose());
+    assert!(!failed.to_string().contains(&wrong_password), "{failed}");
+    assert!(pg.logs_in(&current).await, "nothing was touched");
+}
+
+#[tokio::test]
 async fn bad_target_configs_are_refused_naming_the_field() {
     let server = TestServer::start().await;
     for (kind, target, field) in [

@@ -354,6 +354,8 @@ pub struct Postgres {
     /// The first value: the blue slot, made by hand with a password. None
     /// when the secret starts without a value.
     first: Option<SecretValue>,
+    /// Other roles made for the test (admins), dropped too.
+    extra: Vec<String>,
 }
 
 impl Postgres {
@@ -366,6 +368,7 @@ impl Postgres {
             env,
             group: group.clone(),
             first: None,
+            extra: Vec::new(),
         };
         let checked = keyshift_testkit::PG_PASSWORD_GROUP;
         fixture
@@ -391,6 +394,22 @@ impl Postgres {
 
     pub fn target(&self) -> Value {
         json!({"address": self.env.address, "database": self.env.database, "group": self.group})
+    }
+
+    /// A role that may manage roles (CREATEROLE, not a superuser) and logs
+    /// in with a checked password: an admin credential for the target.
+    pub async fn admin_role(&mut self) -> SecretValue {
+        let admin = format!("{}_admin", self.group);
+        let password = random_password();
+        self.extra.push(admin.clone());
+        self.env
+            .run(&[format!(
+                "CREATE ROLE {admin} LOGIN CREATEROLE PASSWORD '{}' IN ROLE {}",
+                password.expose(),
+                keyshift_testkit::PG_PASSWORD_GROUP
+            )])
+            .await;
+        credential(&admin, &password)
     }
 }
 
@@ -451,7 +470,8 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         let url = self.env.url.clone();
         let g = self.group.clone();
-        let roles = [format!("{g}_blue"), format!("{g}_green"), g];
+        let mut roles = vec![format!("{g}_blue"), format!("{g}_green"), g];
+        roles.append(&mut self.extra);
         // Drop may run inside the test's runtime: clean up on a thread of
         // its own with its own runtime.
         let cleanup = std::thread::spawn(move || {
