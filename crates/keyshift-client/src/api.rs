@@ -7,7 +7,7 @@ use std::time::Duration;
 use keyshift_core::api::{
     AcceptedSet, AddVersion, ConsumerList, CreateSecret, CreateToken, Health, Heartbeat,
     RollbackRequest, RotationInfo, RotationList, SecretInfo, SecretList, SecretVersion,
-    StartRotation, TokenCreated, UsageList, UsageReport, VersionAdded, VersionList,
+    StartRotation, StatusList, TokenCreated, UsageList, UsageReport, VersionAdded, VersionList,
 };
 use keyshift_core::rotation::RotationId;
 use keyshift_core::{Label, Policy, SecretName, SecretValue, Timestamp, VersionNumber};
@@ -327,6 +327,17 @@ impl ApiClient {
             query.push(("active", "true".to_owned()));
         }
         self.call(Method::GET, "/v1/rotations", &query, None, Sensitive::No)
+            .await
+    }
+
+    /// `GET /v1/status`: every readable secret's schedule, next rotation,
+    /// newest rotation and circuit.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Api`] or [`ClientError::Transport`].
+    pub async fn status(&self) -> Result<StatusList, ClientError> {
+        self.call(Method::GET, "/v1/status", &[], None, Sensitive::No)
             .await
     }
 

@@ -124,6 +124,7 @@ async fn rotate_posts_json_to_the_custom_method() {
     let req = StartRotation {
         strategy: Some(Strategy::Immediate),
         id: Some("k-1".into()),
+        ..StartRotation::default()
     };
     let rot = client(&base)
         .rotate(&name("prod/cache"), &req)

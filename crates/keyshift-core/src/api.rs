@@ -11,8 +11,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::rotation::{Phase, PhaseRecord, Rotation, RotationId, Status};
 use crate::{
-    Label, Policy, SecretKind, SecretName, SecretValue, Strategy, Timestamp, VersionNumber,
-    VersionState,
+    Label, Policy, Schedule, SecretKind, SecretName, SecretValue, Strategy, Timestamp,
+    VersionNumber, VersionState,
 };
 
 /// `{"error": {...}}`: every non-2xx answer.
@@ -205,6 +205,14 @@ pub struct StartRotation {
     /// same rotation. Default: a new random id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<RotationId>,
+    /// Rotate in an emergency (a leaked credential), giving the reason:
+    /// strategy `immediate`, the old credential revoked at once, downtime
+    /// accepted; recorded in the audit log. Excludes `strategy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<String>,
+    /// Start even though the secret's circuit is open.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// `POST /v1/rotations/{id}:rollback` and `:abort`.
@@ -239,6 +247,11 @@ pub struct RotationInfo {
     pub created_at: Timestamp,
     /// Every phase with start, end, outcome, attempts and last error.
     pub phases: Vec<PhaseRecord>,
+    /// The operator's reason when this is an emergency rotation: no
+    /// overlap, consumers holding the old credential failed until they
+    /// moved (downtime accepted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<String>,
 }
 
 impl From<&Rotation> for RotationInfo {
@@ -254,6 +267,7 @@ impl From<&Rotation> for RotationInfo {
             reason: r.reason.clone(),
             created_at: r.created_at,
             phases: r.history.clone(),
+            emergency: r.emergency.clone(),
         }
     }
 }
@@ -263,6 +277,62 @@ impl From<&Rotation> for RotationInfo {
 pub struct RotationList {
     /// Newest first.
     pub rotations: Vec<RotationInfo>,
+}
+
+/// `GET /v1/status`: every secret's schedule and circuit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusList {
+    /// By name.
+    pub secrets: Vec<SecretStatus>,
+    /// The scheduler's clock when it last looked for due rotations (None
+    /// before its first look).
+    pub scheduler_checked_at: Option<Timestamp>,
+}
+
+/// One secret in [`StatusList`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretStatus {
+    /// The secret.
+    pub name: SecretName,
+    /// Its kind.
+    pub kind: SecretKind,
+    /// Its schedule, if it rotates on its own.
+    pub schedule: Option<Schedule>,
+    /// When it rotates next on its own (None: not scheduled, or a rotation
+    /// is running).
+    pub next_rotation: Option<Timestamp>,
+    /// What decides `next_rotation`: `schedule`, or `certificate-age` for
+    /// certificates renewed at two thirds of their lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation_by: Option<String>,
+    /// The newest rotation, if any.
+    pub last_rotation: Option<RotationSummary>,
+    /// Until when its circuit is open (None: closed).
+    pub circuit_open_until: Option<Timestamp>,
+}
+
+/// A rotation in one line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationSummary {
+    /// Its id.
+    pub id: RotationId,
+    /// Running, succeeded, rolled back or failed.
+    pub status: Status,
+    /// Its phase.
+    pub phase: Phase,
+    /// When it started.
+    pub created_at: Timestamp,
+}
+
+impl From<&Rotation> for RotationSummary {
+    fn from(r: &Rotation) -> Self {
+        Self {
+            id: r.id.clone(),
+            status: r.status(),
+            phase: r.phase,
+            created_at: r.created_at,
+        }
+    }
 }
 
 /// What a watch event reports.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::schedule::{Schedule, ScheduleError};
 use crate::time::human_duration;
 
 /// How a rotation introduces the new credential.
@@ -104,9 +105,20 @@ pub struct Policy {
     /// Attempts of one step before it counts as failed. Default 3: a blip
     /// of the target is retried, a broken target is not hammered.
     pub max_attempts: u32,
-    /// First wait between attempts, doubled each time. Default 500 ms.
+    /// First wait between attempts of a step that failed on a transient
+    /// error, doubled each time up to one minute. Default 2 s.
     #[serde(with = "human_duration")]
     pub retry_backoff: Duration,
+    /// When the secret rotates on its own (None: only when asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    /// Consecutive failed rotations that open the secret's circuit, after
+    /// which no rotation starts on its own for `circuit_open`. Default 3;
+    /// 0 never opens it.
+    pub circuit_failures: u32,
+    /// How long an open circuit stays open. Default 5 minutes.
+    #[serde(with = "human_duration")]
+    pub circuit_open: Duration,
 }
 
 impl Default for Policy {
@@ -119,7 +131,10 @@ impl Default for Policy {
             monitoring_cycle: Duration::from_secs(30),
             rollback_on_failure: true,
             max_attempts: 3,
-            retry_backoff: Duration::from_millis(500),
+            retry_backoff: Duration::from_secs(2),
+            schedule: None,
+            circuit_failures: 3,
+            circuit_open: Duration::from_secs(300),
         }
     }
 }
@@ -147,6 +162,9 @@ pub enum PolicyError {
     /// `retry_backoff` is zero or longer than a minute.
     #[error("retry_backoff must be between 1ms and 1m")]
     Backoff,
+    /// The schedule is invalid.
+    #[error("schedule: {0}")]
+    Schedule(#[from] ScheduleError),
 }
 
 impl Policy {
@@ -173,6 +191,9 @@ impl Policy {
         }
         if self.retry_backoff.is_zero() || self.retry_backoff > Duration::from_secs(60) {
             return Err(PolicyError::Backoff);
+        }
+        if let Some(schedule) = &self.schedule {
+            schedule.validate()?;
         }
         Ok(())
     }
@@ -220,8 +241,8 @@ mod tests {
     fn backoff_doubles_from_the_second_attempt() {
         let p = Policy::default();
         assert_eq!(p.backoff(1), Duration::ZERO);
-        assert_eq!(p.backoff(2), Duration::from_millis(500));
-        assert_eq!(p.backoff(3), Duration::from_millis(1000));
+        assert_eq!(p.backoff(2), Duration::from_secs(2));
+        assert_eq!(p.backoff(3), Duration::from_secs(4));
         assert_eq!(p.backoff(40), Duration::from_secs(60));
         let huge = Policy {
             retry_backoff: Duration::from_secs(u64::MAX / 4),

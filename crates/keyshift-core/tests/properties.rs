@@ -446,7 +446,7 @@ fn transient_failures_retry_with_backoff_then_roll_back() {
     let mut h = harness(Strategy::Dual, Start::Current, 30);
     succeed_n(&mut h, 2);
     let step = h.step();
-    for backoff_ms in [500, 1000] {
+    for backoff_ms in [2000, 4000] {
         h.fail(FailureKind::Transient, true);
         let at = h.now.saturating_add(Duration::from_millis(backoff_ms));
         assert_eq!(h.action, Action::WaitUntil(at));

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ServeConfig;
 use crate::orchestrator::{Orchestrator, TestHooks};
 use crate::routes;
+use crate::scheduler::Scheduler;
 use crate::state::{now, AppState};
 
 /// Why the server could not be set up or run.
@@ -151,11 +152,17 @@ impl Server {
         if resumed > 0 {
             tracing::info!(resumed, "resumed unfinished rotations");
         }
+        let scheduler = Arc::new(Scheduler::new(
+            store.clone(),
+            orchestrator.clone(),
+            config.clock.clone(),
+        ));
         Ok(Server {
             listener,
             state: AppState {
                 store,
                 orchestrator,
+                scheduler,
                 engine,
                 shutdown,
             },
@@ -184,6 +191,7 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let cancel = self.state.shutdown.clone();
+        tokio::spawn(self.state.scheduler.clone().run(cancel.clone()));
         let app = routes::app(self.state, self.body_limit);
         tracing::info!(addr = ?self.listener.local_addr().ok(), "keyshift listening");
         let signal = cancel.clone();

@@ -2,13 +2,16 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::scheduler::{Clock, SystemClock};
 
 /// The largest request body accepted: 1 MiB. A secret value is at most
 /// 64 KiB; anything bigger is a mistake or an attack.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
 /// What `keyshift serve` runs on.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeConfig {
     /// Holds `master.key` and (for the embedded store) `keyshift.db`.
     pub data_dir: PathBuf,
@@ -18,6 +21,19 @@ pub struct ServeConfig {
     pub store_url: Option<String>,
     /// The request body limit in bytes.
     pub body_limit: usize,
+    /// The scheduler's clock (tests move a manual one).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("store_url", &self.store_url.as_ref().map(|_| "<set>"))
+            .field("body_limit", &self.body_limit)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServeConfig {
@@ -29,7 +45,15 @@ impl ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8200)),
             store_url: None,
             body_limit: DEFAULT_BODY_LIMIT,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The scheduler reads time from `clock`.
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Listen on `addr`.

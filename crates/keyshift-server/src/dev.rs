@@ -7,6 +7,8 @@ use std::time::Duration;
 use keyshift_core::SecretValue;
 use tokio_util::sync::CancellationToken;
 
+type Configure = Box<dyn Fn(ServeConfig) -> ServeConfig + Send + Sync>;
+
 use crate::bootstrap::{init, Server, ServerError};
 use crate::config::ServeConfig;
 
@@ -22,6 +24,7 @@ pub struct DevServer {
     dir: tempfile::TempDir,
     stop: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
+    configure: Configure,
 }
 
 impl DevServer {
@@ -31,6 +34,18 @@ impl DevServer {
     ///
     /// When the data dir, the store or the listener cannot be set up.
     pub async fn start() -> Result<DevServer, ServerError> {
+        Self::start_with(|config| config).await
+    }
+
+    /// [`start`](Self::start), with `configure` changing each boot's
+    /// config (a test's manual clock, say).
+    ///
+    /// # Errors
+    ///
+    /// When the data dir, the store or the listener cannot be set up.
+    pub async fn start_with(
+        configure: impl Fn(ServeConfig) -> ServeConfig + Send + Sync + 'static,
+    ) -> Result<DevServer, ServerError> {
         let dir = tempfile::Builder::new()
             .prefix("keyshift-dev-")
             .tempdir()
@@ -45,6 +60,7 @@ impl DevServer {
             dir,
             stop: CancellationToken::new(),
             task: None,
+            configure: Box::new(configure),
         };
         server.boot(server.addr).await?;
         Ok(server)
@@ -99,7 +115,8 @@ impl DevServer {
     async fn boot(&mut self, listen: SocketAddr) -> Result<(), ServerError> {
         let deadline = tokio::time::Instant::now() + REBIND_FOR;
         let server = loop {
-            let config = ServeConfig::new(self.dir.path().to_owned()).listen(listen);
+            let config =
+                (self.configure)(ServeConfig::new(self.dir.path().to_owned()).listen(listen));
             match Server::start(config).await {
                 Ok(server) => break server,
                 Err(ServerError::Io { .. }) if tokio::time::Instant::now() < deadline => {

@@ -29,6 +29,7 @@ mod dev;
 pub mod error;
 pub mod orchestrator;
 pub mod routes;
+pub mod scheduler;
 pub mod state;
 
 pub use bootstrap::{init, InitReport, Server, ServerError};

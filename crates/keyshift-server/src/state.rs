@@ -8,6 +8,7 @@ use keyshift_store::{NewAudit, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::orchestrator::Orchestrator;
+use crate::scheduler::Scheduler;
 
 /// The app's shared state: cheap to clone.
 #[derive(Clone)]
@@ -16,6 +17,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Drives rotations.
     pub orchestrator: Orchestrator,
+    /// Starts rotations when they are due.
+    pub scheduler: Arc<Scheduler>,
     /// The store engine's name, for health.
     pub engine: &'static str,
     /// Cancelled when the server shuts down (ends watch streams).

@@ -149,13 +149,23 @@ progress on stderr, and exits with a code that says how it ended:
 
 Examples:
   keyshift rotate prod/cache --wait
-  keyshift rotate prod/api-key --strategy immediate      # leaked key
+  keyshift rotate prod/api-key --emergency 'key posted in a public repo'   # leaked
   keyshift rotate prod/cache --id nightly-2026-11-22     # idempotent retry")]
     Rotate(RotateArgs),
 
     /// Show, list, roll back and abort rotations.
     #[command(subcommand)]
     Rotation(RotationCommand),
+
+    /// List every secret's next rotation, last rotation and circuit.
+    #[command(long_about = "\
+List every secret you can read with its schedule, when it next rotates on
+its own (by schedule, or for certificates by age), its newest rotation, and
+whether its circuit is open after repeated failed rotations.
+
+Example:
+  keyshift status")]
+    Status(StatusArgs),
 
     /// Manage API tokens.
     #[command(subcommand)]
@@ -291,6 +301,21 @@ Examples:
     /// Delete a secret and all its versions.
     #[command(visible_alias = "delete")]
     Rm(RmArgs),
+
+    /// Show or change a secret's rotation policy and schedule.
+    #[command(long_about = "\
+Show a secret's rotation policy, or change the parts named by flags and show
+the result. Schedules are in UTC: --every (an interval after the last
+rotation) or --cron (five fields), with --jitter spreading secrets on the
+same schedule over a window.
+
+Examples:
+  keyshift secret policy prod/db
+  keyshift secret policy prod/db --every 30d --jitter 2h
+  keyshift secret policy prod/cache --cron '0 3 * * 1' --jitter 15m
+  keyshift secret policy prod/db --no-schedule
+  keyshift secret policy prod/db --circuit-failures 5 --circuit-open 15m")]
+    Policy(PolicyArgs),
 }
 
 /// `keyshift secret put`.
@@ -324,17 +349,93 @@ pub struct PutArgs {
     #[arg(long, value_name = "FILE")]
     pub target_file: Option<PathBuf>,
 
-    /// The policy's minimum overlap, the least time old and new stay valid
-    /// together after a rotation's Promote, e.g. 30s, 5m. Default 30s.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub min_overlap: Option<std::time::Duration>,
+    /// Policy settings, when creating or for an existing secret.
+    #[command(flatten)]
+    pub policy: PolicyFlags,
 
-    /// The policy's default strategy for rotations: dual (overlap, the
-    /// default) or immediate (no overlap).
+    /// How to print what was done.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Flags that change a secret's rotation policy (`secret put`, `secret
+/// policy`). Each changes only what it names.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Policy")]
+pub struct PolicyFlags {
+    /// Default strategy of rotations: dual (old and new valid together
+    /// during an overlap), blue-green (two login roles; what dual means for
+    /// postgres) or immediate (no overlap).
     #[arg(long, value_name = "STRATEGY")]
     pub strategy: Option<Strategy>,
 
-    /// How to print what was done.
+    /// The least time old and new stay valid together after Promote, e.g.
+    /// 30s, 5m. Default 30s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub min_overlap: Option<std::time::Duration>,
+
+    /// The most time the overlap may last. Default 24h.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_overlap: Option<std::time::Duration>,
+
+    /// Rotate on its own this long after the last rotation started, e.g.
+    /// 30d, 12h (at least 1m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with_all = ["cron", "no_schedule"])]
+    pub every: Option<std::time::Duration>,
+
+    /// Rotate on its own at each match of a five-field cron expression in
+    /// UTC (minute hour day-of-month month day-of-week), e.g. '0 3 * * 1'.
+    #[arg(long, value_name = "EXPR", value_parser = parse_cron, conflicts_with = "no_schedule")]
+    pub cron: Option<keyshift_core::CronExpr>,
+
+    /// Spread scheduled rotations over this window after their due time
+    /// (each secret gets a stable share), so secrets on one schedule do not
+    /// rotate at the same instant, e.g. 10m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "no_schedule")]
+    pub jitter: Option<std::time::Duration>,
+
+    /// Stop rotating on a schedule (certificates still renew by age).
+    #[arg(long)]
+    pub no_schedule: bool,
+
+    /// Failed rotations in a row that open the circuit (no rotation starts
+    /// on its own while it is open). Default 3; 0 never opens it.
+    #[arg(long, value_name = "N")]
+    pub circuit_failures: Option<u32>,
+
+    /// How long an open circuit stays open. Default 5m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub circuit_open: Option<std::time::Duration>,
+
+    /// First wait before retrying a step that failed on a transient error,
+    /// doubled each attempt up to 1m. Default 2s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub retry_backoff: Option<std::time::Duration>,
+
+    /// Attempts of one step before it counts as failed. Default 3.
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<u32>,
+}
+
+/// `keyshift secret policy`.
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    /// The secret's name.
+    pub name: SecretName,
+
+    /// What to change; with none, the policy is shown.
+    #[command(flatten)]
+    pub policy: PolicyFlags,
+
+    /// Output format.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `keyshift status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Output format.
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -400,11 +501,23 @@ pub struct RotateArgs {
     /// The secret to rotate.
     pub name: SecretName,
 
-    /// dual (old and new valid together until consumers moved) or
-    /// immediate (replace and revoke at once: for a leaked credential).
-    /// Default: the secret's policy.
-    #[arg(long, value_name = "STRATEGY")]
+    /// dual (old and new valid together until consumers moved),
+    /// blue-green (two login roles; PostgreSQL) or immediate (replace and
+    /// revoke at once). Default: the secret's policy.
+    #[arg(long, value_name = "STRATEGY", conflicts_with = "emergency")]
     pub strategy: Option<Strategy>,
+
+    /// The credential leaked: rotate with strategy immediate, revoking the
+    /// old credential at once with no overlap. Consumers still holding it
+    /// fail until they move (downtime accepted). REASON goes to the audit
+    /// log. Also starts when the secret's circuit is open.
+    #[arg(long, value_name = "REASON")]
+    pub emergency: Option<String>,
+
+    /// Start even though the secret's circuit breaker is open (after
+    /// repeated failed rotations).
+    #[arg(long)]
+    pub force: bool,
 
     /// The rotation's id, which is also its idempotency key: starting a
     /// rotation with an id that exists returns that rotation instead of
@@ -572,6 +685,11 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s, 5m, 1h)"))
 }
 
+fn parse_cron(s: &str) -> Result<keyshift_core::CronExpr, String> {
+    s.parse()
+        .map_err(|e: keyshift_core::ScheduleError| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,8 +760,11 @@ mod tests {
         };
         assert_eq!(p.name.as_str(), "prod/cache");
         assert_eq!(p.kind, Some(SecretKind::Redis));
-        assert_eq!(p.min_overlap, Some(std::time::Duration::from_secs(90)));
-        assert_eq!(p.strategy, Some(Strategy::Immediate));
+        assert_eq!(
+            p.policy.min_overlap,
+            Some(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(p.policy.strategy, Some(Strategy::Immediate));
         assert!(p.generate);
     }
 

@@ -379,6 +379,7 @@ mod tests {
             reason: Some("verify failed".into()),
             created_at: Timestamp::from_millis(0),
             phases,
+            emergency: None,
         }
     }
 

@@ -198,6 +198,10 @@ pub struct Rotation {
     pub created_at: Timestamp,
     /// Every phase entered, in order.
     pub history: Vec<PhaseRecord>,
+    /// Why an operator rotated in an emergency (strategy `immediate`,
+    /// downtime accepted), if they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<String>,
 }
 
 impl Rotation {
@@ -228,6 +232,7 @@ impl Rotation {
             reason: None,
             created_at: now,
             history: vec![PhaseRecord::entered(Phase::Precheck, now)],
+            emergency: None,
         }
     }
 

@@ -79,6 +79,7 @@ async fn run(
                 )
                 .await;
                 tracing::info!(status = outcome, "rotation finished");
+                orch.finished(&rotation).await;
                 return;
             }
             Action::WaitUntil(at) => {

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use keyshift_core::api::StartRotation;
 use keyshift_core::rotation::{Rotation, RotationId, TransitionError};
-use keyshift_core::{Label, SecretKind, SecretName, SecretValue};
-use keyshift_store::{CreateRotation, NewAudit, Store};
+use keyshift_core::{Circuit, Label, SecretKind, SecretName, SecretValue, Strategy, Timestamp};
+use keyshift_store::{CreateRotation, NewAudit, RotationFilter, SecretRecord, Store};
 use rand::RngCore;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -61,6 +61,62 @@ struct Inner {
     shutdown: CancellationToken,
 }
 
+/// The strategy a rotation of `secret` asked for with `req` uses.
+///
+/// An emergency is `immediate`. PostgreSQL gets its overlap from two login
+/// roles, so `dual` there means `blue-green`.
+fn rotation_strategy(secret: &SecretRecord, req: &StartRotation) -> Result<Strategy, ApiError> {
+    let strategy = match (&req.emergency, req.strategy) {
+        (Some(reason), _) if reason.trim().is_empty() => {
+            return Err(ApiError::BadRequest(
+                "an emergency rotation needs a reason, for the audit log".to_owned(),
+            ))
+        }
+        (Some(reason), _) if reason.len() > 1000 => {
+            return Err(ApiError::BadRequest(
+                "the emergency reason is longer than 1000 bytes".to_owned(),
+            ))
+        }
+        (Some(_), Some(s)) if s != Strategy::Immediate => {
+            return Err(ApiError::BadRequest(format!(
+                "an emergency rotation is immediate; it cannot use strategy {s}"
+            )))
+        }
+        (Some(_), _) => Strategy::Immediate,
+        (None, s) => s.unwrap_or(secret.policy.strategy),
+    };
+    check_strategy(secret.kind, strategy)
+}
+
+/// The strategy a secret of `kind` rotates with when `strategy` is asked
+/// for, or 400 when its target cannot do it.
+///
+/// # Errors
+///
+/// 400 naming the strategies the kind can use.
+pub fn check_strategy(kind: SecretKind, strategy: Strategy) -> Result<Strategy, ApiError> {
+    match (kind, strategy) {
+        (SecretKind::Postgres, Strategy::Dual) => Ok(Strategy::BlueGreen),
+        (SecretKind::Postgres | SecretKind::MariaDb, s) => Ok(s),
+        (_, Strategy::BlueGreen) => Err(ApiError::BadRequest(format!(
+            "secrets of kind {kind} cannot rotate blue-green (it needs two login roles): use dual or immediate"
+        ))),
+        (_, s) => Ok(s),
+    }
+}
+
+/// `existing`, found by its id, if it rotates `name`.
+fn same_secret(existing: Rotation, name: &SecretName) -> Result<Rotation, ApiError> {
+    if existing.secret == *name {
+        Ok(existing)
+    } else {
+        Err(ApiError::Conflict(format!(
+            "rotation id {} belongs to another secret",
+            existing.id
+        )))
+    }
+}
+
 /// Makes a new value of `kind` from 256 bits of the OS's randomness.
 pub fn generate_value(kind: SecretKind) -> SecretValue {
     let mut random = [0u8; 32];
@@ -88,14 +144,27 @@ impl Orchestrator {
     ///
     /// # Errors
     ///
-    /// 404 for an unknown secret, 400 for a kind that does not rotate, 409
-    /// when another rotation of the secret runs or the id belongs to
-    /// another secret.
+    /// 404 for an unknown secret, 400 for a kind that does not rotate or a
+    /// strategy its target cannot do, 409 when another rotation of the
+    /// secret runs, the id belongs to another secret, or the secret's
+    /// circuit is open (unless forced or an emergency).
     pub async fn start(
         &self,
         name: &SecretName,
         req: StartRotation,
         actor: &str,
+    ) -> Result<(Rotation, bool), ApiError> {
+        self.start_at(name, req, actor, now()).await
+    }
+
+    /// [`start`](Self::start) with the rotation's start time given (the
+    /// scheduler's clock).
+    pub(crate) async fn start_at(
+        &self,
+        name: &SecretName,
+        req: StartRotation,
+        actor: &str,
+        at: Timestamp,
     ) -> Result<(Rotation, bool), ApiError> {
         let store = &self.inner.store;
         let secret = store.get_secret(name).await?;
@@ -105,30 +174,40 @@ impl Orchestrator {
                 secret.kind
             )));
         }
+        let strategy = rotation_strategy(&secret, &req)?;
+        if let Some(id) = &req.id {
+            // The same id again is the same rotation, whatever the circuit.
+            if let Ok(existing) = store.get_rotation(id).await {
+                return same_secret(existing, name).map(|r| (r, false));
+            }
+        }
+        if req.emergency.is_none() && !req.force {
+            if let Circuit::Open { until } = self.circuit(&secret, at).await? {
+                return Err(ApiError::Conflict(format!(
+                    "the circuit of {name} is open until {until} after {} failed rotations in a row; \
+                     fix the target and start again with force (`keyshift rotate --force`)",
+                    secret.policy.circuit_failures
+                )));
+            }
+        }
         let id = req.id.unwrap_or_else(|| {
             // Invariant: "r-" and a UUID form a valid id.
             format!("r-{}", uuid::Uuid::new_v4().simple())
                 .parse()
                 .expect("generated rotation id is valid")
         });
-        let strategy = req.strategy.unwrap_or(secret.policy.strategy);
-        let rotation = Rotation::new(
+        let mut rotation = Rotation::new(
             id,
             name.clone(),
             secret.policy.clone(),
             strategy,
             secret.labels.get(&Label::Current).copied(),
             secret.labels.get(&Label::Previous).copied(),
-            now(),
+            at,
         );
+        rotation.emergency = req.emergency;
         match store.create_rotation(&rotation).await? {
-            CreateRotation::Existing(existing) if existing.secret != *name => {
-                Err(ApiError::Conflict(format!(
-                    "rotation id {} belongs to another secret",
-                    existing.id
-                )))
-            }
-            CreateRotation::Existing(existing) => Ok((existing, false)),
+            CreateRotation::Existing(existing) => same_secret(existing, name).map(|r| (r, false)),
             CreateRotation::Created => {
                 self.audit(
                     &rotation,
@@ -138,9 +217,74 @@ impl Orchestrator {
                     Some(strategy.as_str().to_owned()),
                 )
                 .await;
+                if let Some(reason) = &rotation.emergency {
+                    self.audit(
+                        &rotation,
+                        actor,
+                        "rotation.emergency",
+                        "ok",
+                        Some(format!("downtime accepted: {reason}")),
+                    )
+                    .await;
+                }
                 self.spawn(rotation.clone());
                 Ok((rotation, true))
             }
+        }
+    }
+
+    /// The circuit of `secret` at `at`, from its newest rotations.
+    ///
+    /// # Errors
+    ///
+    /// A store error reading them.
+    pub async fn circuit(
+        &self,
+        secret: &SecretRecord,
+        at: Timestamp,
+    ) -> Result<Circuit, keyshift_store::StoreError> {
+        let policy = &secret.policy;
+        if policy.circuit_failures == 0 {
+            return Ok(Circuit::Closed);
+        }
+        let recent = self
+            .inner
+            .store
+            .list_rotations(&RotationFilter {
+                secret: Some(secret.name.clone()),
+                active_only: false,
+                limit: policy.circuit_failures,
+            })
+            .await?;
+        Ok(Circuit::of(policy, &recent, at))
+    }
+
+    /// After a rotation ended: when its failure opened the secret's
+    /// circuit, says so in the audit log.
+    async fn finished(&self, rotation: &Rotation) {
+        if !rotation.failed_by_error() {
+            return;
+        }
+        let Ok(secret) = self.inner.store.get_secret(&rotation.secret).await else {
+            return;
+        };
+        match self.circuit(&secret, now()).await {
+            Ok(Circuit::Open { until }) => {
+                tracing::warn!(secret = %secret.name, %until, "circuit open");
+                self.audit(
+                    rotation,
+                    "keyshift",
+                    "circuit.open",
+                    "failed",
+                    Some(format!(
+                        "{} failed rotations in a row: no rotation starts on its own until {until}",
+                        secret.policy.circuit_failures
+                    )),
+                )
+                .await;
+            }
+            Ok(Circuit::Closed) => {}
+            Err(e) => tracing::error!(error = %e, "could not read the circuit"),
         }
     }
 

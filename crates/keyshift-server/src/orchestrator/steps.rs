@@ -11,7 +11,7 @@ use keyshift_targets::{Target, TargetError, Verdict};
 
 use super::generate_value;
 use super::hooks::TestHooks;
-use super::targets::target_for;
+use super::targets::{refusal_observable, target_for};
 use crate::state::now;
 
 /// Why a step failed: shown to operators, never a secret value.
@@ -91,6 +91,11 @@ impl Ctx<'_> {
         value: &SecretValue,
         want: Verdict,
     ) -> Result<(), StepFailure> {
+        if want == Verdict::Refused && !refusal_observable(self.secret.kind) {
+            // Nothing refuses it (an x509 leaf): its state in the store
+            // (revoked, failed) is what consumers go by.
+            return Ok(());
+        }
         let mut got = self.target.verify(value).await?;
         if self.refuse {
             got = match want {
@@ -187,10 +192,34 @@ async fn precheck(
 }
 
 async fn generate(ctx: &Ctx<'_>, rotation: &Rotation) -> Result<StepOutput, StepFailure> {
+    // Idempotent: the version an earlier attempt stored is the one.
+    if let Some(v) = created_by(ctx, rotation).await? {
+        check_read_back(ctx, v).await?;
+        return Ok(StepOutput::Generated(v));
+    }
     let kind = ctx.secret.kind;
-    let value = generate_value(kind);
-    // Idempotent: a second call for the same rotation returns the version
-    // the first one stored.
+    let current = match rotation.old_version {
+        Some(v) => Some(ctx.value(v).await?),
+        None => None,
+    };
+    // The target's value (a slot's login, an issued certificate, a
+    // plugin's credential), else random bytes in the kind's format.
+    let value = match ctx.target.generate(current.as_ref()).await? {
+        Some(value) => {
+            kind.validate_generated(&value).map_err(|e| {
+                refused(format!(
+                    "the target generated a malformed {kind} value: {e}"
+                ))
+            })?;
+            if current.as_ref().is_some_and(|c| c.ct_eq(&value)) {
+                return Err(refused("the target generated the current value again"));
+            }
+            value
+        }
+        None => generate_value(kind),
+    };
+    // A second call for the same rotation returns the version the first
+    // one stored.
     let v = ctx
         .store
         .add_version(
@@ -202,11 +231,17 @@ async fn generate(ctx: &Ctx<'_>, rotation: &Rotation) -> Result<StepOutput, Step
             now(),
         )
         .await?;
-    // Read it back: stored whole and in the kind's format.
-    let stored = ctx.value(v).await?;
-    kind.validate_generated(&stored)
-        .map_err(|e| refused(format!("version {v} read back malformed: {e}")))?;
+    check_read_back(ctx, v).await?;
     Ok(StepOutput::Generated(v))
+}
+
+/// Reads version `v` back: stored whole and in the kind's format.
+async fn check_read_back(ctx: &Ctx<'_>, v: VersionNumber) -> Result<(), StepFailure> {
+    let stored = ctx.value(v).await?;
+    ctx.secret
+        .kind
+        .validate_generated(&stored)
+        .map_err(|e| refused(format!("version {v} read back malformed: {e}")))
 }
 
 async fn dual_accept(

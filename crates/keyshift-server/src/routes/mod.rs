@@ -4,6 +4,7 @@ mod body;
 mod consumers;
 mod rotations;
 mod secrets;
+mod status;
 mod watch;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -38,6 +39,7 @@ pub fn app(state: AppState, body_limit: usize) -> Router {
         .route("/v1/consumers/heartbeat", post(consumers::heartbeat))
         .route("/v1/usage", post(consumers::usage_report))
         .route("/v1/audit", get(secrets::audit_log))
+        .route("/v1/status", get(status::status))
         .route("/v1/tokens", post(secrets::create_token))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))

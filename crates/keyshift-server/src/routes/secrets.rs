@@ -20,7 +20,7 @@ use super::{body, split_method, unknown_method, ApiJson};
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
 use crate::orchestrator::{
-    check_value_accepted, generate_value, has_external_target, referenced_secrets, validate_target,
+    check_value_accepted, generate_value, has_external_target, validate_target,
 };
 use crate::state::{now, AppState};
 
@@ -80,9 +80,9 @@ fn value_for(
             ))
         }
         (Some(v), false) => v,
-        (None, true) if has_external_target(kind) => {
+        (None, true) if has_external_target(kind) || kind.target_generates() => {
             return Err(ApiError::BadRequest(format!(
-                "`generate` makes a value the {kind} target does not know: put the credential it accepts now, then `rotate`"
+                "`generate` makes a value the {kind} target does not know: put the value it accepts now, or `rotate` to have the target make one"
             )))
         }
         (None, true) => generate_value(kind),
@@ -104,28 +104,51 @@ pub async fn create(
         .validate()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let target = validate_target(req.kind, req.target)?;
-    // The target config reads other secrets (an admin credential): the
-    // caller must be allowed to administer them, or it could exfiltrate
+    // The target config reads other secrets (an admin credential, a CA):
+    // the caller must be allowed to administer them, or it could exfiltrate
     // them through a target it controls.
-    for referenced in referenced_secrets(req.kind, &target) {
+    for referenced in target.referenced_secrets() {
         caller.require(Scope::Admin, &referenced)?;
     }
-    let value = value_for(req.kind, req.value, req.generate)?;
-    let t = now();
-    if let Some(value) = &value {
-        let record = SecretRecord {
-            name: req.name.clone(),
-            kind: req.kind,
-            policy: req.policy.clone(),
-            target: target.clone(),
-            created_at: t,
-            labels: Default::default(),
-        };
-        check_value_accepted(state.store.as_ref(), &record, value).await?;
-    }
+    let record = SecretRecord {
+        name: req.name.clone(),
+        kind: req.kind,
+        policy: req.policy.clone(),
+        target: target.json().clone(),
+        created_at: now(),
+        labels: Default::default(),
+    };
+    let value = match (req.value, req.generate) {
+        (Some(_), true) => {
+            return Err(ApiError::BadRequest(
+                "give either `value` or `generate`, not both".to_owned(),
+            ))
+        }
+        (Some(value), false) => {
+            req.kind
+                .validate(&value)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            check_value_accepted(state.store.as_ref(), &record, &value).await?;
+            Some(value)
+        }
+        // Made by keyshift or its target (a certificate, a CA), or left for
+        // the first rotation to create.
+        (None, generate) => {
+            let value = target
+                .first_value(state.store.as_ref(), &req.name, generate)
+                .await?;
+            if let Some(value) = &value {
+                req.kind
+                    .validate(value)
+                    .map_err(|e| ApiError::internal("first value", &e))?;
+            }
+            value
+        }
+    };
+    let t = record.created_at;
     state
         .store
-        .create_secret(&req.name, req.kind, &req.policy, &target, t)
+        .create_secret(&req.name, req.kind, &req.policy, &record.target, t)
         .await?;
     let mut version = None;
     if let Some(value) = value {

@@ -19,7 +19,17 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
-        let server = DevServer::start().await.unwrap();
+        Self::start_with(|config| config).await
+    }
+
+    /// A server whose config `configure` changes (a manual clock, say).
+    pub async fn start_with(
+        configure: impl Fn(keyshift_server::ServeConfig) -> keyshift_server::ServeConfig
+            + Send
+            + Sync
+            + 'static,
+    ) -> TestServer {
+        let server = DevServer::start_with(configure).await.unwrap();
         TestServer {
             addr: server.addr(),
             token: server.root_token().expose().to_owned(),

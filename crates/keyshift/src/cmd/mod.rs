@@ -1,8 +1,10 @@
 //! Command handlers: resolve the parsed arguments, call the API, print.
 
+mod policy;
 mod rotate;
 mod secret;
 pub mod server;
+mod status;
 mod token;
 
 use std::path::Path;
@@ -45,6 +47,8 @@ async fn api_command(client: &ApiClient, command: &Command) -> anyhow::Result<Ex
         Command::Secret(SecretCommand::Versions(a)) => secret::versions(client, a).await,
         Command::Secret(SecretCommand::Ls(a)) => secret::ls(client, a).await,
         Command::Secret(SecretCommand::Rm(a)) => secret::rm(client, a).await,
+        Command::Secret(SecretCommand::Policy(a)) => policy::policy(client, a).await,
+        Command::Status(a) => status::status(client, a).await,
         Command::Rotate(a) => rotate::rotate(client, a).await,
         Command::Rotation(RotationCommand::Show(a)) => rotate::show(client, a).await,
         Command::Rotation(RotationCommand::Ls(a)) => rotate::ls(client, a).await,

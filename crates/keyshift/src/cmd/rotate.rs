@@ -20,6 +20,8 @@ pub async fn rotate(client: &ApiClient, args: &RotateArgs) -> anyhow::Result<Exi
     let req = StartRotation {
         strategy: args.strategy,
         id: args.id.clone(),
+        emergency: args.emergency.clone(),
+        force: args.force,
     };
     let rot = client
         .rotate(&args.name, &req)
@@ -28,6 +30,13 @@ pub async fn rotate(client: &ApiClient, args: &RotateArgs) -> anyhow::Result<Exi
     let json = args.output.output == Output::Json;
     if !json {
         println!("{}", rot.id);
+        if rot.emergency.is_some() {
+            eprintln!(
+                "emergency rotation: the old credential of {} is revoked at once, with no overlap; \
+                 consumers still holding it fail until they pick up the new one (downtime accepted)",
+                args.name
+            );
+        }
     }
     if !args.wait {
         if json {
@@ -237,6 +246,7 @@ mod tests {
             reason: None,
             created_at: Timestamp::from_millis(0),
             phases,
+            emergency: None,
         }
     }
 

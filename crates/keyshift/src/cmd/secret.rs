@@ -10,6 +10,7 @@ use keyshift_core::api::{AddVersion, CreateSecret, SecretInfo};
 use keyshift_core::{Label, Policy, SecretKind, SecretValue, VersionNumber};
 use serde::Serialize;
 
+use super::policy;
 use crate::cli::{GetArgs, LsArgs, Output, PutArgs, RmArgs, VersionsArgs};
 use crate::exit;
 use crate::output::{self, or_dash, ts, Table};
@@ -59,7 +60,7 @@ async fn create(
     let req = CreateSecret {
         name: args.name.clone(),
         kind,
-        policy: policy_with_flags(Policy::default(), args),
+        policy: policy::with_flags(Policy::default(), &args.policy)?,
         target: target.unwrap_or(serde_json::Value::Null),
         generate: value.is_none(),
         value,
@@ -100,7 +101,7 @@ async fn add_version(
             info.name, info.kind, info.name
         );
     }
-    let policy = policy_with_flags(info.policy.clone(), args);
+    let policy = policy::with_flags(info.policy.clone(), &args.policy)?;
     if policy != info.policy {
         client.set_policy(&info.name, &policy).await?;
         eprintln!("{}: policy updated", info.name);
@@ -117,19 +118,6 @@ async fn add_version(
         version: Some(added.version),
         created: false,
     })
-}
-
-/// `policy` with `--min-overlap` and `--strategy` applied.
-fn policy_with_flags(mut policy: Policy, args: &PutArgs) -> Policy {
-    if let Some(d) = args.min_overlap {
-        policy.min_overlap = d;
-        // Keep the policy valid when only the minimum was given.
-        policy.max_overlap = policy.max_overlap.max(d);
-    }
-    if let Some(s) = args.strategy {
-        policy.strategy = s;
-    }
-    policy
 }
 
 /// The target configuration from `--target` or `--target-file`: a JSON object.
@@ -312,18 +300,14 @@ mod tests {
     }
 
     #[test]
-    fn policy_flags_override_only_what_they_name() {
-        let p = policy_with_flags(Policy::default(), &put_args(&["a", "--min-overlap", "5m"]));
-        assert_eq!(p.min_overlap, Duration::from_secs(300));
-        assert_eq!(p.strategy, Policy::default().strategy);
-        let p = policy_with_flags(Policy::default(), &put_args(&["a", "--min-overlap", "48h"]));
-        assert!(p.validate().is_ok());
-        let p = policy_with_flags(
+    fn put_takes_the_policy_flags() {
+        let p = policy::with_flags(
             Policy::default(),
-            &put_args(&["a", "--strategy", "immediate"]),
-        );
+            &put_args(&["a", "--min-overlap", "5m", "--strategy", "immediate"]).policy,
+        )
+        .unwrap();
+        assert_eq!(p.min_overlap, Duration::from_secs(300));
         assert_eq!(p.strategy, Strategy::Immediate);
-        assert_eq!(p.min_overlap, Policy::default().min_overlap);
     }
 
     #[test]

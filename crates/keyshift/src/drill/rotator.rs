@@ -29,7 +29,7 @@ pub async fn rotate(
     for k in 0..args.rotations {
         let req = StartRotation {
             strategy: args.strategy,
-            id: None,
+            ..StartRotation::default()
         };
         let rotation = server
             .api
