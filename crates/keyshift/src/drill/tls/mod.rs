@@ -85,7 +85,8 @@ impl TlsFixture {
             name: ca_name.clone(),
             kind: SecretKind::X509Ca,
             policy: Policy::default(),
-            target: serde_json::to_value(&ca_config)?,
+            // Imported: an x509-ca secret with a value takes no config.
+            target: serde_json::Value::Null,
             generate: false,
             value: Some(ca),
         };
