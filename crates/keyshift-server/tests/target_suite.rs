@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use support::{phases, rotate_and_wait, start_rotation, unique_secret, TestServer};
 use target_kinds::{
     create, credential, overlap_then_revoke, parse_credential, value, version_state, wait_phase,
-    Kind, MariaDb, Plugin, Postgres, Redis, X509,
+    Kind, MariaDb, Plugin, Postgres, Redis, Webhook, X509,
 };
 
 #[tokio::test]
@@ -52,6 +52,30 @@ async fn x509_leaves_overlap_then_the_new_one_is_current() {
 async fn plugin_old_and_new_overlap_then_only_the_new_one_logs_in() {
     let Some(kind) = Plugin::new() else { return };
     overlap_then_revoke(&kind).await;
+}
+
+#[tokio::test]
+async fn webhook_old_and_new_overlap_then_only_the_new_one_is_accepted() {
+    overlap_then_revoke(&Webhook::start().await).await;
+}
+
+#[tokio::test]
+async fn a_webhook_signed_with_another_key_is_refused_at_create() {
+    let mut hook = Webhook::start().await;
+    hook.server_key = format!("not-the-receivers-{}", unique_secret("key"));
+    let server = TestServer::start().await;
+    let mut body = hook.secret(&server).await;
+    body["name"] = json!(unique_secret("hook"));
+    let (status, answer) = server.call(Method::POST, "/v1/secrets", Some(body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(answer.to_string().contains("401"), "{answer}");
+    assert!(!answer.to_string().contains(&hook.server_key), "{answer}");
+    assert!(
+        hook.receiver
+            .rejected
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+    );
 }
 
 /// A blue-green secret created without a value: the first rotation makes

@@ -724,3 +724,138 @@ impl Kind for X509 {
         false
     }
 }
+
+// ---------------------------------------------------------------------------
+// A webhook plugin: an in-process receiver that checks every signature
+// with the HMAC key and keeps an accepted set.
+
+/// What the receiver shares with the test.
+#[derive(Default)]
+pub struct Receiver {
+    key: String,
+    accepted: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Requests refused for a bad signature.
+    pub rejected: std::sync::atomic::AtomicUsize,
+}
+
+/// A webhook receiver on 127.0.0.1:0 whose accepted set starts with one
+/// value, and the secret holding its HMAC key (created on the server by
+/// [`Kind::secret`]).
+pub struct Webhook {
+    pub url: String,
+    pub receiver: std::sync::Arc<Receiver>,
+    pub hmac_secret: String,
+    first: String,
+    /// The HMAC key the server's secret holds (the receiver's, unless a
+    /// test wants them to differ).
+    pub server_key: String,
+}
+
+impl Webhook {
+    pub async fn start() -> Webhook {
+        use axum::routing::post;
+        let key = format!("hmac-{}", unique_name("key"));
+        let first = format!("first-{}", unique_name("value"));
+        let receiver = std::sync::Arc::new(Receiver {
+            key: key.clone(),
+            ..Receiver::default()
+        });
+        receiver.accepted.lock().unwrap().insert(first.clone());
+        let app = axum::Router::new()
+            .route("/hook", post(hook))
+            .with_state(receiver.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Webhook {
+            url,
+            receiver,
+            hmac_secret: unique_secret("hmac"),
+            first,
+            server_key: key,
+        }
+    }
+}
+
+async fn hook(
+    axum::extract::State(rx): axum::extract::State<std::sync::Arc<Receiver>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> (axum::http::StatusCode, axum::Json<Value>) {
+    let header = |h: &str| {
+        headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let checked = keyshift_targets::verify_signature(
+        &SecretValue::new(rx.key.clone()).unwrap(),
+        &header(keyshift_targets::TIMESTAMP_HEADER),
+        &header(keyshift_targets::SIGNATURE_HEADER),
+        &body,
+        now,
+        Duration::from_secs(300),
+    );
+    if let Err(e) = checked {
+        rx.rejected
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": e.to_string()})),
+        );
+    }
+    let req: Value = serde_json::from_slice(&body).unwrap();
+    let value = req["value"].as_str().map(str::to_owned);
+    let mut accepted = rx.accepted.lock().unwrap();
+    let reply = match req["step"].as_str().unwrap() {
+        "precheck" => match req["current"].as_str() {
+            Some(c) if !accepted.contains(c) => {
+                json!({"ok": false, "error": "the current key is not accepted"})
+            }
+            _ => json!({"ok": true}),
+        },
+        // keyshift makes the value.
+        "generate" => json!({"ok": true}),
+        "enable" => {
+            accepted.insert(value.unwrap());
+            json!({"ok": true})
+        }
+        "revoke" => {
+            accepted.remove(&value.unwrap());
+            json!({"ok": true})
+        }
+        "verify" => {
+            let ok = accepted.contains(&value.unwrap());
+            json!({"ok": true, "verdict": if ok { "accepted" } else { "refused" }})
+        }
+        "usage" => json!({"ok": true, "uses": null}),
+        other => json!({"ok": false, "error": format!("unknown step {other}")}),
+    };
+    (axum::http::StatusCode::OK, axum::Json(reply))
+}
+
+#[async_trait::async_trait]
+impl Kind for Webhook {
+    fn label(&self) -> &'static str {
+        "webhook"
+    }
+
+    async fn secret(&self, server: &TestServer) -> Value {
+        let body = json!({"name": self.hmac_secret, "kind": "static", "value": self.server_key});
+        let (status, answer) = server.call(Method::POST, "/v1/secrets", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        json!({
+            "kind": "plugin", "value": self.first,
+            "target": {"webhook": {"url": self.url, "hmac_secret": self.hmac_secret, "timeout": "5s"}},
+        })
+    }
+
+    async fn logs_in(&self, value: &str) -> bool {
+        self.receiver.accepted.lock().unwrap().contains(value)
+    }
+}
