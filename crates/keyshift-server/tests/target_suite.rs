@@ -17,8 +17,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::{phases, rotate_and_wait, start_rotation, unique_secret, TestServer};
 use target_kinds::{
-    create, credential, overlap_then_revoke, parse_credential, value, version_state, wait_phase,
-    Kind, MariaDb, Plugin, Postgres, Redis, Webhook, X509,
+    create, credential, emergency_replaces_at_once, overlap_then_revoke, parse_credential, value,
+    version_state, wait_phase, Kind, MariaDb, Plugin, Postgres, Redis, Webhook, X509,
 };
 
 #[tokio::test]
@@ -76,6 +76,30 @@ async fn a_webhook_signed_with_another_key_is_refused_at_create() {
             .load(std::sync::atomic::Ordering::SeqCst)
             > 0
     );
+}
+
+#[tokio::test]
+async fn emergency_rotations_replace_and_revoke_at_once_for_every_kind() {
+    let server_kinds: Vec<Box<dyn Kind>> = {
+        let mut kinds: Vec<Box<dyn Kind>> =
+            vec![Box::new(X509::new()), Box::new(Webhook::start().await)];
+        if let Some(k) = Redis::new() {
+            kinds.push(Box::new(k));
+        }
+        if let Some(k) = Postgres::new(true).await {
+            kinds.push(Box::new(k));
+        }
+        if let Some(k) = MariaDb::dual().await {
+            kinds.push(Box::new(k));
+        }
+        if let Some(k) = Plugin::new() {
+            kinds.push(Box::new(k));
+        }
+        kinds
+    };
+    for kind in &server_kinds {
+        emergency_replaces_at_once(kind.as_ref()).await;
+    }
 }
 
 /// A blue-green secret created without a value: the first rotation makes

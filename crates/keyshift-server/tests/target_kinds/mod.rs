@@ -150,6 +150,40 @@ pub async fn overlap_then_revoke(kind: &dyn Kind) {
     );
 }
 
+/// An emergency rotation (a leaked credential): replaced and revoked at
+/// once, with no overlap.
+pub async fn emergency_replaces_at_once(kind: &dyn Kind) {
+    let label = kind.label();
+    let server = TestServer::start().await;
+    let name = create(&server, kind, json!({"min_overlap": "1h"})).await;
+    let old = value(&server, &name, "label=current").await;
+    let (status, r) = server
+        .call(
+            Method::POST,
+            &format!("/v1/secrets/{name}:rotate"),
+            Some(json!({"emergency": "leaked in a test"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{label}: {r}");
+    let done = server.wait_rotation(r["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{label}: {done}");
+    assert_eq!(
+        crate::support::phases(&done),
+        ["precheck", "generate", "replace", "promote", "done"],
+        "{label}: no overlap"
+    );
+    let new = value(&server, &name, "label=current").await;
+    assert_ne!(new, old, "{label}");
+    if kind.revoke_refuses() {
+        assert!(
+            !kind.logs_in(&old).await,
+            "{label}: the leaked value is refused"
+        );
+    }
+    assert!(kind.logs_in(&new).await, "{label}: the new value works");
+    assert_eq!(version_state(&server, &name, 1).await, "revoked");
+}
+
 /// A rotation whose DualAccept verification is refused (the server runs
 /// with `KEYSHIFT_TEST_REFUSE_VERIFY=dual_accept`) rolls back: `current`
 /// is the old value again and still logs in, the new one is failed and
