@@ -408,6 +408,11 @@ async fn leaves_are_issued_at_create_time_and_foreign_ones_refused() {
         "label=current",
     )
     .await;
+    assert!(
+        !x509.logs_in(&foreign).await,
+        "a client of this CA refuses it"
+    );
+    assert!(other.logs_in(&foreign).await);
     let (status, answer) = server
         .call(
             Method::POST,

@@ -15,7 +15,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime};
 
 use keyshift_core::SecretValue;
-use keyshift_targets::{random_password, Verdict, X509Config, X509Target};
+use keyshift_targets::random_password;
 use keyshift_testkit::{service, unique_name, RedisUser, Service};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -691,24 +691,20 @@ impl Drop for MariaDb {
 // x509 leaves issued by a CA secret
 
 /// An `x509-ca` secret made by the server and an `x509` leaf issued from
-/// it when the leaf secret is created. A value "logs in" when a client
-/// trusting the CA accepts it for `service.test` now (webpki, as a TLS
-/// client would check it).
+/// it when the leaf secret is created. A value "logs in" when a TLS client
+/// that trusts the CA completes a handshake with a server presenting it
+/// for `service.test` (rustls on both ends, in memory).
 pub struct X509 {
     pub ca_name: String,
-    config: X509Config,
-    /// Checks leaves against the CA, once the CA exists.
-    checker: std::sync::OnceLock<X509Target>,
+    /// The CA certificate (PEM), once the CA exists.
+    ca: std::sync::OnceLock<String>,
 }
 
 impl X509 {
     pub fn new() -> X509 {
-        let ca_name = unique_secret("ca");
-        let config = X509Config::new(ca_name.clone(), vec!["service.test".to_owned()]);
         X509 {
-            ca_name,
-            config,
-            checker: std::sync::OnceLock::new(),
+            ca_name: unique_secret("ca"),
+            ca: std::sync::OnceLock::new(),
         }
     }
 
@@ -725,9 +721,8 @@ impl X509 {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        let ca = SecretValue::new(value(server, &self.ca_name, "label=current").await).unwrap();
-        let checker = X509Target::new(self.config.clone(), ca).unwrap();
-        assert!(self.checker.set(checker).is_ok(), "one CA per fixture");
+        let ca = value(server, &self.ca_name, "label=current").await;
+        assert!(self.ca.set(ca).is_ok(), "one CA per fixture");
     }
 }
 
@@ -749,14 +744,83 @@ impl Kind for X509 {
     }
 
     async fn logs_in(&self, value: &str) -> bool {
-        let checker = self.checker.get().expect("the CA exists");
-        let value = SecretValue::new(value.to_owned()).unwrap();
-        checker.verify_at(&value, SystemTime::now()) == Verdict::Accepted
+        let ca = self.ca.get().expect("the CA exists");
+        tls_handshake(ca, value, "service.test")
     }
 
     fn revoke_refuses(&self) -> bool {
         false
     }
+}
+
+/// Whether a client trusting the certificates in `ca_pem` completes a TLS
+/// handshake with a server presenting `bundle` (certificates, then the
+/// PKCS#8 key, in PEM) for `name`.
+pub fn tls_handshake(ca_pem: &str, bundle: &str, name: &str) -> bool {
+    use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use std::sync::Arc;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let Ok(chain) =
+        CertificateDer::pem_slice_iter(bundle.as_bytes()).collect::<Result<Vec<_>, _>>()
+    else {
+        return false;
+    };
+    let Ok(key) = PrivateKeyDer::from_pem_slice(bundle.as_bytes()) else {
+        return false;
+    };
+    let Ok(server) = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+    else {
+        return false;
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(cert.expect("the CA parses"))
+            .expect("the CA is a trust anchor");
+    }
+    let client = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(name.to_owned()).unwrap();
+    let mut client = ClientConnection::new(Arc::new(client), name).unwrap();
+    let mut server = ServerConnection::new(Arc::new(server)).unwrap();
+    for _ in 0..10 {
+        if !pump(&mut *client, &mut *server) || !pump(&mut *server, &mut *client) {
+            return false;
+        }
+        if !client.is_handshaking() && !server.is_handshaking() {
+            return true;
+        }
+    }
+    false
+}
+
+/// Moves the TLS bytes `from` wants to send into `to`; false when `to`
+/// rejects them.
+fn pump<A, B>(
+    from: &mut rustls::ConnectionCommon<A>,
+    to: &mut rustls::ConnectionCommon<B>,
+) -> bool {
+    let mut bytes = Vec::new();
+    while from.wants_write() {
+        from.write_tls(&mut bytes).unwrap();
+    }
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        if to.read_tls(&mut rest).is_err() || to.process_new_packets().is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 // ---------------------------------------------------------------------------
