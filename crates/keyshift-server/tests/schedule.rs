@@ -215,3 +215,51 @@ async fn an_emergency_rotation_is_immediate_and_audited_with_its_reason() {
     );
     assert_eq!(emergency["rotation"], r["id"]);
 }
+
+#[tokio::test]
+async fn a_certificate_is_renewed_at_two_thirds_of_its_lifetime() {
+    let clock = Arc::new(ManualClock::new(Timestamp::from_system(
+        std::time::SystemTime::now(),
+    )));
+    let for_server = clock.clone();
+    let server = TestServer::start_with(move |c| c.clock(for_server.clone())).await;
+    let ca = unique_secret("ca");
+    let (code, answer) = server
+        .call(
+            Method::POST,
+            "/v1/secrets",
+            Some(json!({"name": ca, "kind": "x509-ca", "target": {"common_name": "schedule test CA"}})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{answer}");
+    let leaf = unique_secret("leaf");
+    let body = json!({
+        "name": leaf, "kind": "x509", "policy": {"min_overlap": "0s"},
+        "target": {"ca_secret": ca, "names": ["service.test"], "lifetime": "90days"},
+    });
+    let (code, answer) = server.call(Method::POST, "/v1/secrets", Some(body)).await;
+    assert_eq!(code, StatusCode::CREATED, "{answer}");
+
+    let (status, _) = status_of(&server, &leaf).await;
+    assert_eq!(status["next_rotation_by"], "certificate-age", "{status}");
+    let due = ts(&status["next_rotation"]);
+    let two_thirds = clock.now().saturating_add(Duration::from_secs(60 * 86_400));
+    // Within the leaf's backdating for clock skew (a minute or two).
+    assert!(
+        due <= two_thirds && two_thirds.since(due) < Duration::from_secs(300),
+        "due {due}, two thirds of 90 days from now {two_thirds}"
+    );
+
+    clock.advance(due.since(clock.now()) - Duration::from_secs(60));
+    scheduler_caught_up(&server, clock.now()).await;
+    assert!(rotations_of(&server, &leaf).await.is_empty(), "not before");
+
+    clock.advance(Duration::from_secs(61));
+    scheduler_caught_up(&server, clock.now()).await;
+    let rotations = rotations_of(&server, &leaf).await;
+    // Oldest last: the renewal the certificate's age called for.
+    let first = rotations.last().expect("a renewal started");
+    assert!(first["id"].as_str().unwrap().starts_with("s-"), "{first}");
+    let done = server.wait_rotation(first["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+}

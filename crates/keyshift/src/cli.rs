@@ -895,6 +895,13 @@ pub enum DrillKind {
     ApiKey,
     /// The password of a Redis ACL user.
     Redis,
+    /// A PostgreSQL login (blue-green: two login roles in a group role).
+    Postgres,
+    /// A MariaDB user's password (two passwords at once).
+    #[value(name = "mariadb")]
+    MariaDb,
+    /// A TLS server certificate issued by a keyshift CA.
+    Tls,
 }
 
 /// `keyshift drill`.
@@ -934,6 +941,24 @@ pub struct DrillArgs {
     /// The Redis the `redis` kind rotates a user on (admin: its default user).
     #[arg(long, default_value = "redis://127.0.0.1:6379", value_name = "URL")]
     pub redis: String,
+
+    /// The PostgreSQL the `postgres` kind rotates a login on, administered
+    /// as `postgres` without a password (no password in this URL).
+    #[arg(
+        long,
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        value_name = "URL"
+    )]
+    pub postgres: String,
+
+    /// The MariaDB the `mariadb` kind rotates a user on, administered as
+    /// `root` without a password (no password in this URL).
+    #[arg(
+        long,
+        default_value = "mysql://root@127.0.0.1:3306",
+        value_name = "URL"
+    )]
+    pub mariadb: String,
 
     /// How to print the report.
     #[command(flatten)]

@@ -12,7 +12,7 @@ use keyshift_core::rotation::{Phase, Status};
 use serde::Serialize;
 
 use super::consumer::Applied;
-use crate::cli::{DrillArgs, Output};
+use crate::cli::{DrillArgs, DrillKind, Output};
 
 /// How many distinct error messages the report keeps.
 const MAX_ERRORS: usize = 5;
@@ -167,10 +167,7 @@ impl Report {
             })
             .collect();
         Report {
-            kind: match args.kind {
-                crate::cli::DrillKind::ApiKey => "api-key",
-                crate::cli::DrillKind::Redis => "redis",
-            },
+            kind: kind_name(args.kind),
             strategy: rotations
                 .first()
                 .map_or_else(|| "-".to_owned(), |r| r.strategy.as_str().to_owned()),
@@ -223,6 +220,17 @@ impl Report {
             }
         }
         Ok(())
+    }
+}
+
+/// The kind as `--kind` spells it.
+fn kind_name(kind: DrillKind) -> &'static str {
+    match kind {
+        DrillKind::ApiKey => "api-key",
+        DrillKind::Redis => "redis",
+        DrillKind::Postgres => "postgres",
+        DrillKind::MariaDb => "mariadb",
+        DrillKind::Tls => "tls",
     }
 }
 

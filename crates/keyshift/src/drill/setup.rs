@@ -3,10 +3,11 @@
 use anyhow::{bail, Context as _};
 use keyshift_client::ApiClient;
 use keyshift_core::api::CreateSecret;
-use keyshift_core::{Policy, SecretKind, SecretName, SecretValue};
+use keyshift_core::{Policy, SecretKind, SecretName, SecretValue, Strategy};
 use keyshift_server::DevServer;
 use rand::Rng;
 
+use super::{mariadb, postgres, tls};
 use crate::cli::{DrillArgs, DrillKind};
 
 /// The server the drill talks to.
@@ -59,80 +60,136 @@ impl DrillServer {
     }
 }
 
-/// The throw-away secret and, for Redis, its ACL user.
+/// The throw-away secret and what it is enforced by.
 pub struct Target {
     pub name: SecretName,
-    /// For Redis: the URL and the ACL user.
-    pub redis: Option<(String, String)>,
+    pub fixture: Fixture,
 }
 
-fn suffix() -> String {
+/// What the drill made besides the secret, per kind: it is removed again at
+/// the end.
+pub enum Fixture {
+    /// Nothing: the accepted set in the server is the target.
+    ApiKey,
+    /// A Redis ACL user.
+    Redis { url: String, user: String },
+    /// A PostgreSQL group role and its two slot roles.
+    Postgres(postgres::PgFixture),
+    /// A MariaDB user.
+    MariaDb(mariadb::MariaDbFixture),
+    /// The CA secret that issues the certificates.
+    Tls(tls::TlsFixture),
+}
+
+/// What a kind's setup hands back: the fixture, the secret's kind, target
+/// config and first value (`None`: the server generates it).
+pub struct Made {
+    pub fixture: Fixture,
+    pub kind: SecretKind,
+    pub target: serde_json::Value,
+    pub value: Option<SecretValue>,
+}
+
+/// A short random id for the names of throw-away things.
+pub fn suffix() -> String {
     format!("{:08x}", rand::thread_rng().gen::<u32>())
 }
 
 impl Target {
     pub async fn create(args: &DrillArgs, server: &DrillServer) -> anyhow::Result<Target> {
-        let policy = Policy {
-            min_overlap: args.overlap,
-            max_overlap: args.overlap.max(std::time::Duration::from_secs(3600)),
-            ..Policy::default()
-        };
         let id = suffix();
-        let (kind, target, value, redis) = match args.kind {
-            DrillKind::ApiKey => (SecretKind::ApiKey, serde_json::Value::Null, None, None),
-            DrillKind::Redis => {
-                let user = format!("keyshift_drill_{id}");
-                let password = format!("drill-initial-{}-{}", suffix(), suffix());
-                create_redis_user(&args.redis, &user, &password).await?;
-                let address = args
-                    .redis
-                    .trim_start_matches("redis://")
-                    .trim_end_matches('/');
-                let target = serde_json::json!({"address": address, "user": user});
-                (
-                    SecretKind::Redis,
-                    target,
-                    Some(SecretValue::new(password)?),
-                    Some((args.redis.clone(), user)),
-                )
-            }
+        let made = match args.kind {
+            DrillKind::ApiKey => Made {
+                fixture: Fixture::ApiKey,
+                kind: SecretKind::ApiKey,
+                target: serde_json::Value::Null,
+                value: None,
+            },
+            DrillKind::Redis => redis_user(&args.redis, &id).await?,
+            DrillKind::Postgres => postgres::PgFixture::create(&args.postgres, &id).await?,
+            DrillKind::MariaDb => mariadb::MariaDbFixture::create(&args.mariadb, &id).await?,
+            DrillKind::Tls => tls::TlsFixture::create(server, &id).await?,
         };
-        let name: SecretName = format!("drill/{}-{id}", kind.as_str()).parse()?;
+        let name: SecretName = format!("drill/{}-{id}", made.kind.as_str()).parse()?;
+        let target = Target {
+            name,
+            fixture: made.fixture,
+        };
         let req = CreateSecret {
-            name: name.clone(),
-            kind,
-            policy,
-            target,
-            generate: value.is_none(),
-            value,
+            name: target.name.clone(),
+            kind: made.kind,
+            policy: policy(args),
+            target: made.target,
+            generate: made.value.is_none(),
+            value: made.value,
         };
-        server
-            .api
-            .create_secret(&req)
-            .await
-            .context("creating the drill's secret")?;
-        Ok(Target { name, redis })
+        if let Err(e) = server.api.create_secret(&req).await {
+            target.fixture.cleanup(server).await;
+            return Err(anyhow::Error::new(e).context("creating the drill's secret"));
+        }
+        Ok(target)
     }
 
-    /// Deletes the secret (with its values: the Redis user goes too) and
-    /// the Redis user.
+    /// Deletes the secret (with its values), then what the kind made.
     pub async fn cleanup(&self, server: &DrillServer) {
         if let Err(e) = server.api.delete_secret_forced(&self.name).await {
             tracing::warn!(error = %e, "could not delete the drill's secret");
         }
-        if let Some((url, user)) = &self.redis {
-            if let Err(e) = redis_admin(url, &["ACL", "DELUSER", user]).await {
-                tracing::warn!(error = %e, "could not delete the drill's Redis user");
-            }
+        self.fixture.cleanup(server).await;
+    }
+}
+
+/// The secret's policy: the overlap asked for, and the strategy the kind's
+/// target is built for (blue-green for PostgreSQL, which keeps one password
+/// per role; dual elsewhere). `--strategy` overrides it per rotation.
+fn policy(args: &DrillArgs) -> Policy {
+    Policy {
+        min_overlap: args.overlap,
+        max_overlap: args.overlap.max(std::time::Duration::from_secs(3600)),
+        strategy: match args.kind {
+            DrillKind::Postgres => Strategy::BlueGreen,
+            _ => Strategy::Dual,
+        },
+        ..Policy::default()
+    }
+}
+
+impl Fixture {
+    async fn cleanup(&self, server: &DrillServer) {
+        let result = match self {
+            Fixture::ApiKey => Ok(()),
+            Fixture::Redis { url, user } => redis_admin(url, &["ACL", "DELUSER", user]).await,
+            Fixture::Postgres(pg) => pg.cleanup().await,
+            Fixture::MariaDb(my) => my.cleanup().await,
+            Fixture::Tls(tls) => tls.cleanup(server).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "could not remove what the drill made"
+            );
         }
     }
 }
 
-async fn create_redis_user(url: &str, user: &str, password: &str) -> anyhow::Result<()> {
-    let pass = format!(">{password}");
-    redis_admin(url, &["ACL", "SETUSER", user, "on", &pass, "~*", "+@all"])
+/// A throw-away Redis ACL user with a random password.
+async fn redis_user(url: &str, id: &str) -> anyhow::Result<Made> {
+    let user = format!("keyshift_drill_{id}");
+    let password = keyshift_targets::random_password();
+    let pass = format!(">{}", password.expose());
+    redis_admin(url, &["ACL", "SETUSER", &user, "on", &pass, "~*", "+@all"])
         .await
-        .with_context(|| format!("creating the drill's Redis user on {url}"))
+        .with_context(|| format!("creating the drill's Redis user on {url}"))?;
+    let address = url.trim_start_matches("redis://").trim_end_matches('/');
+    Ok(Made {
+        fixture: Fixture::Redis {
+            url: url.to_owned(),
+            user: user.clone(),
+        },
+        kind: SecretKind::Redis,
+        target: serde_json::json!({"address": address, "user": user}),
+        value: Some(password),
+    })
 }
 
 async fn redis_admin(url: &str, args: &[&str]) -> anyhow::Result<()> {
@@ -143,5 +200,19 @@ async fn redis_admin(url: &str, args: &[&str]) -> anyhow::Result<()> {
         cmd.arg(*a);
     }
     cmd.query_async::<()>(&mut con).await?;
+    Ok(())
+}
+
+/// Refuses a URL with a password in it: the drill's admin logins take
+/// none, and a password on a command line is visible to every user of the
+/// machine.
+pub fn refuse_password(flag: &str, url: &str) -> anyhow::Result<()> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        if userinfo.contains(':') {
+            bail!("{flag}: no password in the URL (the drill logs in as admin without one)");
+        }
+    }
     Ok(())
 }
