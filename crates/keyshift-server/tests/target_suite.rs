@@ -17,8 +17,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::{phases, rotate_and_wait, start_rotation, unique_secret, TestServer};
 use target_kinds::{
-    create, credential, overlap_then_revoke, parse_credential, value, version_state, wait_phase,
-    Kind, MariaDb, Plugin, Postgres, Redis, X509,
+    create, credential, emergency_replaces_at_once, overlap_then_revoke, parse_credential, value,
+    version_state, wait_phase, Kind, MariaDb, Plugin, Postgres, Redis, Webhook, X509,
 };
 
 #[tokio::test]
@@ -52,6 +52,54 @@ async fn x509_leaves_overlap_then_the_new_one_is_current() {
 async fn plugin_old_and_new_overlap_then_only_the_new_one_logs_in() {
     let Some(kind) = Plugin::new() else { return };
     overlap_then_revoke(&kind).await;
+}
+
+#[tokio::test]
+async fn webhook_old_and_new_overlap_then_only_the_new_one_is_accepted() {
+    overlap_then_revoke(&Webhook::start().await).await;
+}
+
+#[tokio::test]
+async fn a_webhook_signed_with_another_key_is_refused_at_create() {
+    let mut hook = Webhook::start().await;
+    hook.server_key = format!("not-the-receivers-{}", unique_secret("key"));
+    let server = TestServer::start().await;
+    let mut body = hook.secret(&server).await;
+    body["name"] = json!(unique_secret("hook"));
+    let (status, answer) = server.call(Method::POST, "/v1/secrets", Some(body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(answer.to_string().contains("401"), "{answer}");
+    assert!(!answer.to_string().contains(&hook.server_key), "{answer}");
+    assert!(
+        hook.receiver
+            .rejected
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+    );
+}
+
+#[tokio::test]
+async fn emergency_rotations_replace_and_revoke_at_once_for_every_kind() {
+    let server_kinds: Vec<Box<dyn Kind>> = {
+        let mut kinds: Vec<Box<dyn Kind>> =
+            vec![Box::new(X509::new()), Box::new(Webhook::start().await)];
+        if let Some(k) = Redis::new() {
+            kinds.push(Box::new(k));
+        }
+        if let Some(k) = Postgres::new(true).await {
+            kinds.push(Box::new(k));
+        }
+        if let Some(k) = MariaDb::dual().await {
+            kinds.push(Box::new(k));
+        }
+        if let Some(k) = Plugin::new() {
+            kinds.push(Box::new(k));
+        }
+        kinds
+    };
+    for kind in &server_kinds {
+        emergency_replaces_at_once(kind.as_ref()).await;
+    }
 }
 
 /// A blue-green secret created without a value: the first rotation makes
@@ -360,6 +408,11 @@ async fn leaves_are_issued_at_create_time_and_foreign_ones_refused() {
         "label=current",
     )
     .await;
+    assert!(
+        !x509.logs_in(&foreign).await,
+        "a client of this CA refuses it"
+    );
+    assert!(other.logs_in(&foreign).await);
     let (status, answer) = server
         .call(
             Method::POST,

@@ -9,7 +9,7 @@
 mod support;
 mod target_kinds;
 
-use target_kinds::{refused_verify_rolls_back, MariaDb, Plugin, Postgres, Redis, X509};
+use target_kinds::{refused_verify_rolls_back, MariaDb, Plugin, Postgres, Redis, Webhook, X509};
 
 /// Sets the hook before any test of this binary starts a server (each
 /// test calls it first, so no other thread reads the environment while it
@@ -55,4 +55,10 @@ async fn plugin_refused_verify_rolls_back_to_a_working_current() {
     refuse_dual_accept();
     let Some(kind) = Plugin::new() else { return };
     refused_verify_rolls_back(&kind).await;
+}
+
+#[tokio::test]
+async fn webhook_refused_verify_rolls_back_to_a_working_current() {
+    refuse_dual_accept();
+    refused_verify_rolls_back(&Webhook::start().await).await;
 }

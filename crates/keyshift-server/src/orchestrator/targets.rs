@@ -174,27 +174,27 @@ impl ValidTarget {
         let kind = self.kind;
         match kind {
             SecretKind::X509 => {
+                let cannot = |e: &dyn std::fmt::Display| {
+                    ApiError::BadRequest(format!("cannot issue the certificate: {e}"))
+                };
                 let target = build_target(store, kind, name, &self.json)
                     .await
-                    .map_err(|f| ApiError::BadRequest(format!("cannot issue the certificate: {}", f.error)))?;
-                let leaf = target
-                    .generate(None)
-                    .await
-                    .map_err(|e| ApiError::BadRequest(format!("cannot issue the certificate: {e}")))?
-                    .ok_or_else(|| ApiError::internal("x509 target", &"issued no certificate"))?;
-                Ok(Some(leaf))
+                    .map_err(|f| cannot(&f.error))?;
+                let leaf = target.generate(None).await.map_err(|e| cannot(&e))?;
+                leaf.map(Some)
+                    .ok_or_else(|| ApiError::internal("x509 target", &"issued no certificate"))
             }
+            SecretKind::X509Ca if self.json.is_null() => Err(ApiError::BadRequest(
+                "an x509-ca secret needs a PEM `value` to import, or a `target` with the \
+                 `common_name` of a new CA"
+                    .to_owned(),
+            )),
             SecretKind::X509Ca => {
-                if self.json.is_null() {
-                    return Err(ApiError::BadRequest(
-                        "an x509-ca secret needs either a PEM `value` to import, or `target: {\"common_name\": ...}` to make a new CA".to_owned(),
-                    ));
-                }
                 let config: X509CaConfig = serde_json::from_value(self.json.clone())
                     .map_err(|e| ApiError::internal("x509-ca config", &e))?;
-                new_ca(&config, SystemTime::now())
-                    .map(Some)
-                    .map_err(|e| ApiError::BadRequest(format!("cannot make the CA: {}", config_detail(&e))))
+                new_ca(&config, SystemTime::now()).map(Some).map_err(|e| {
+                    ApiError::BadRequest(format!("cannot make the CA: {}", config_detail(&e)))
+                })
             }
             _ if !generate => Ok(None),
             _ if has_external_target(kind) => Err(ApiError::BadRequest(format!(
@@ -482,4 +482,66 @@ pub fn has_external_target(kind: SecretKind) -> bool {
             | SecretKind::Plugin
             | SecretKind::X509
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn configs_are_normalized_and_their_references_listed() {
+        let pg = validate_target(
+            SecretKind::Postgres,
+            json!({"address": "db", "group": "app", "admin_secret": "ops/pg"}),
+        )
+        .unwrap();
+        assert_eq!(pg.json()["database"], "postgres", "defaults filled in");
+        assert_eq!(
+            pg.referenced_secrets(),
+            [SecretName::new("ops/pg").unwrap()]
+        );
+        let leaf = validate_target(
+            SecretKind::X509,
+            json!({"ca_secret": "tls/ca", "names": ["a.test"]}),
+        )
+        .unwrap();
+        assert_eq!(
+            references(SecretKind::X509, leaf.json()),
+            [("ca_secret", "tls/ca".to_owned())]
+        );
+        let hook = json!({"webhook": {"url": "https://h.test/k", "hmac_secret": "k/h"}});
+        let hook = validate_target(SecretKind::Plugin, hook).unwrap();
+        assert_eq!(
+            references(SecretKind::Plugin, hook.json())[0].0,
+            "hmac_secret"
+        );
+        let exec = json!({"exec": {"program": "/bin/true"}});
+        assert!(validate_target(SecretKind::Plugin, exec)
+            .unwrap()
+            .referenced_secrets()
+            .is_empty());
+    }
+
+    #[test]
+    fn an_imported_ca_needs_no_config_and_keyring_kinds_take_none() {
+        for empty in [serde_json::Value::Null, json!({})] {
+            let ca = validate_target(SecretKind::X509Ca, empty.clone()).unwrap();
+            assert!(ca.json().is_null());
+            assert!(validate_target(SecretKind::ApiKey, empty)
+                .unwrap()
+                .json()
+                .is_null());
+        }
+        assert!(validate_target(SecretKind::Static, json!({"a": 1})).is_err());
+        let e = validate_target(SecretKind::MariaDb, json!({"address": "db", "user": "a-b"}));
+        assert!(matches!(e, Err(ApiError::BadRequest(m)) if m.contains("user")));
+    }
+
+    #[test]
+    fn only_x509_leaves_stay_valid_after_revoke() {
+        for kind in SecretKind::ALL {
+            assert_eq!(refusal_observable(kind), kind != SecretKind::X509, "{kind}");
+        }
+    }
 }

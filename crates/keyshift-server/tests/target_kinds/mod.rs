@@ -15,7 +15,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime};
 
 use keyshift_core::SecretValue;
-use keyshift_targets::{random_password, Verdict, X509Config, X509Target};
+use keyshift_targets::random_password;
 use keyshift_testkit::{service, unique_name, RedisUser, Service};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -148,6 +148,40 @@ pub async fn overlap_then_revoke(kind: &dyn Kind) {
         1,
         "{label}: only the new version is accepted: {accepted}"
     );
+}
+
+/// An emergency rotation (a leaked credential): replaced and revoked at
+/// once, with no overlap.
+pub async fn emergency_replaces_at_once(kind: &dyn Kind) {
+    let label = kind.label();
+    let server = TestServer::start().await;
+    let name = create(&server, kind, json!({"min_overlap": "1h"})).await;
+    let old = value(&server, &name, "label=current").await;
+    let (status, r) = server
+        .call(
+            Method::POST,
+            &format!("/v1/secrets/{name}:rotate"),
+            Some(json!({"emergency": "leaked in a test"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{label}: {r}");
+    let done = server.wait_rotation(r["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{label}: {done}");
+    assert_eq!(
+        crate::support::phases(&done),
+        ["precheck", "generate", "replace", "promote", "done"],
+        "{label}: no overlap"
+    );
+    let new = value(&server, &name, "label=current").await;
+    assert_ne!(new, old, "{label}");
+    if kind.revoke_refuses() {
+        assert!(
+            !kind.logs_in(&old).await,
+            "{label}: the leaked value is refused"
+        );
+    }
+    assert!(kind.logs_in(&new).await, "{label}: the new value works");
+    assert_eq!(version_state(&server, &name, 1).await, "revoked");
 }
 
 /// A rotation whose DualAccept verification is refused (the server runs
@@ -657,24 +691,20 @@ impl Drop for MariaDb {
 // x509 leaves issued by a CA secret
 
 /// An `x509-ca` secret made by the server and an `x509` leaf issued from
-/// it when the leaf secret is created. A value "logs in" when a client
-/// trusting the CA accepts it for `service.test` now (webpki, as a TLS
-/// client would check it).
+/// it when the leaf secret is created. A value "logs in" when a TLS client
+/// that trusts the CA completes a handshake with a server presenting it
+/// for `service.test` (rustls on both ends, in memory).
 pub struct X509 {
     pub ca_name: String,
-    config: X509Config,
-    /// Checks leaves against the CA, once the CA exists.
-    checker: std::sync::OnceLock<X509Target>,
+    /// The CA certificate (PEM), once the CA exists.
+    ca: std::sync::OnceLock<String>,
 }
 
 impl X509 {
     pub fn new() -> X509 {
-        let ca_name = unique_secret("ca");
-        let config = X509Config::new(ca_name.clone(), vec!["service.test".to_owned()]);
         X509 {
-            ca_name,
-            config,
-            checker: std::sync::OnceLock::new(),
+            ca_name: unique_secret("ca"),
+            ca: std::sync::OnceLock::new(),
         }
     }
 
@@ -691,9 +721,8 @@ impl X509 {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        let ca = SecretValue::new(value(server, &self.ca_name, "label=current").await).unwrap();
-        let checker = X509Target::new(self.config.clone(), ca).unwrap();
-        assert!(self.checker.set(checker).is_ok(), "one CA per fixture");
+        let ca = value(server, &self.ca_name, "label=current").await;
+        assert!(self.ca.set(ca).is_ok(), "one CA per fixture");
     }
 }
 
@@ -715,12 +744,216 @@ impl Kind for X509 {
     }
 
     async fn logs_in(&self, value: &str) -> bool {
-        let checker = self.checker.get().expect("the CA exists");
-        let value = SecretValue::new(value.to_owned()).unwrap();
-        checker.verify_at(&value, SystemTime::now()) == Verdict::Accepted
+        let ca = self.ca.get().expect("the CA exists");
+        tls_handshake(ca, value, "service.test")
     }
 
     fn revoke_refuses(&self) -> bool {
         false
+    }
+}
+
+/// Whether a client trusting the certificates in `ca_pem` completes a TLS
+/// handshake with a server presenting `bundle` (certificates, then the
+/// PKCS#8 key, in PEM) for `name`.
+pub fn tls_handshake(ca_pem: &str, bundle: &str, name: &str) -> bool {
+    use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use std::sync::Arc;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let Ok(chain) =
+        CertificateDer::pem_slice_iter(bundle.as_bytes()).collect::<Result<Vec<_>, _>>()
+    else {
+        return false;
+    };
+    let Ok(key) = PrivateKeyDer::from_pem_slice(bundle.as_bytes()) else {
+        return false;
+    };
+    let Ok(server) = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+    else {
+        return false;
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(cert.expect("the CA parses"))
+            .expect("the CA is a trust anchor");
+    }
+    let client = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(name.to_owned()).unwrap();
+    let mut client = ClientConnection::new(Arc::new(client), name).unwrap();
+    let mut server = ServerConnection::new(Arc::new(server)).unwrap();
+    for _ in 0..10 {
+        if !pump(&mut *client, &mut *server) || !pump(&mut *server, &mut *client) {
+            return false;
+        }
+        if !client.is_handshaking() && !server.is_handshaking() {
+            return true;
+        }
+    }
+    false
+}
+
+/// Moves the TLS bytes `from` wants to send into `to`; false when `to`
+/// rejects them.
+fn pump<A, B>(
+    from: &mut rustls::ConnectionCommon<A>,
+    to: &mut rustls::ConnectionCommon<B>,
+) -> bool {
+    let mut bytes = Vec::new();
+    while from.wants_write() {
+        from.write_tls(&mut bytes).unwrap();
+    }
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        if to.read_tls(&mut rest).is_err() || to.process_new_packets().is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+// ---------------------------------------------------------------------------
+// A webhook plugin: an in-process receiver that checks every signature
+// with the HMAC key and keeps an accepted set.
+
+/// What the receiver shares with the test.
+#[derive(Default)]
+pub struct Receiver {
+    key: String,
+    accepted: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Requests refused for a bad signature.
+    pub rejected: std::sync::atomic::AtomicUsize,
+}
+
+/// A webhook receiver on 127.0.0.1:0 whose accepted set starts with one
+/// value, and the secret holding its HMAC key (created on the server by
+/// [`Kind::secret`]).
+pub struct Webhook {
+    pub url: String,
+    pub receiver: std::sync::Arc<Receiver>,
+    pub hmac_secret: String,
+    first: String,
+    /// The HMAC key the server's secret holds (the receiver's, unless a
+    /// test wants them to differ).
+    pub server_key: String,
+}
+
+impl Webhook {
+    pub async fn start() -> Webhook {
+        use axum::routing::post;
+        let key = format!("hmac-{}", unique_name("key"));
+        let first = format!("first-{}", unique_name("value"));
+        let receiver = std::sync::Arc::new(Receiver {
+            key: key.clone(),
+            ..Receiver::default()
+        });
+        receiver.accepted.lock().unwrap().insert(first.clone());
+        let app = axum::Router::new()
+            .route("/hook", post(hook))
+            .with_state(receiver.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Webhook {
+            url,
+            receiver,
+            hmac_secret: unique_secret("hmac"),
+            first,
+            server_key: key,
+        }
+    }
+}
+
+async fn hook(
+    axum::extract::State(rx): axum::extract::State<std::sync::Arc<Receiver>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> (axum::http::StatusCode, axum::Json<Value>) {
+    let header = |h: &str| {
+        headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let checked = keyshift_targets::verify_signature(
+        &SecretValue::new(rx.key.clone()).unwrap(),
+        &header(keyshift_targets::TIMESTAMP_HEADER),
+        &header(keyshift_targets::SIGNATURE_HEADER),
+        &body,
+        now,
+        Duration::from_secs(300),
+    );
+    if let Err(e) = checked {
+        rx.rejected
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": e.to_string()})),
+        );
+    }
+    let req: Value = serde_json::from_slice(&body).unwrap();
+    let value = req["value"].as_str().map(str::to_owned);
+    let mut accepted = rx.accepted.lock().unwrap();
+    let reply = match req["step"].as_str().unwrap() {
+        "precheck" => match req["current"].as_str() {
+            Some(c) if !accepted.contains(c) => {
+                json!({"ok": false, "error": "the current key is not accepted"})
+            }
+            _ => json!({"ok": true}),
+        },
+        // keyshift makes the value.
+        "generate" => json!({"ok": true}),
+        "enable" => {
+            accepted.insert(value.unwrap());
+            json!({"ok": true})
+        }
+        "revoke" => {
+            accepted.remove(&value.unwrap());
+            json!({"ok": true})
+        }
+        "verify" => {
+            let ok = accepted.contains(&value.unwrap());
+            json!({"ok": true, "verdict": if ok { "accepted" } else { "refused" }})
+        }
+        "usage" => json!({"ok": true, "uses": null}),
+        other => json!({"ok": false, "error": format!("unknown step {other}")}),
+    };
+    (axum::http::StatusCode::OK, axum::Json(reply))
+}
+
+#[async_trait::async_trait]
+impl Kind for Webhook {
+    fn label(&self) -> &'static str {
+        "webhook"
+    }
+
+    async fn secret(&self, server: &TestServer) -> Value {
+        let body = json!({"name": self.hmac_secret, "kind": "static", "value": self.server_key});
+        let (status, answer) = server.call(Method::POST, "/v1/secrets", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        json!({
+            "kind": "plugin", "value": self.first,
+            "target": {"webhook": {"url": self.url, "hmac_secret": self.hmac_secret, "timeout": "5s"}},
+        })
+    }
+
+    async fn logs_in(&self, value: &str) -> bool {
+        self.receiver.accepted.lock().unwrap().contains(value)
     }
 }
