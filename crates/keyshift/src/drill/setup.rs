@@ -216,3 +216,19 @@ pub fn refuse_password(flag: &str, url: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::refuse_password;
+
+    #[test]
+    fn an_admin_url_with_a_password_is_refused() {
+        let err = refuse_password("--postgres", "postgres://postgres:pw@127.0.0.1/postgres")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("pw@"), "{err}");
+        refuse_password("--postgres", "postgres://postgres@127.0.0.1:5432/postgres").unwrap();
+        refuse_password("--mariadb", "mysql://root@127.0.0.1:3306").unwrap();
+        refuse_password("--mariadb", "mysql://127.0.0.1:3306/db?opt=a:b@c").unwrap();
+    }
+}
