@@ -511,7 +511,21 @@ pub struct UsageReport {
     pub counts: Vec<UsageCount>,
 }
 
-/// Uses of one version of one secret.
+/// `POST /v1/failures`: uses of each version that failed since the last
+/// report (a login refused, a handshake or request that failed with the
+/// credential, a value that failed the consumer's validation). A `canary`
+/// rotation rolls back when more than its policy tolerates are reported
+/// against its new version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailureReport {
+    /// Who failed (a consumer id).
+    pub reporter: String,
+    /// The failures.
+    pub failures: Vec<UsageCount>,
+}
+
+/// Uses (or failed uses) of one version of one secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsageCount {

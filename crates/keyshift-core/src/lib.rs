@@ -6,6 +6,7 @@
 //!
 //! ```text
 //!  Precheck ─► Generate ─► DualAccept ─► Promote ─► Overlap ─► Revoke ─► Done
+//!                               (canary: ─► Canary ─► Observe ─►)
 //!     │            │            │            │          │
 //!     └────────────┴────────────┴────────────┴──────────┴─► RollBack ─► RolledBack
 //! ```
@@ -24,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+mod canary;
 mod credential;
 mod kind;
 mod name;
@@ -34,6 +36,7 @@ mod time;
 mod value;
 mod version;
 
+pub use canary::in_canary;
 pub use credential::{valid_username, Credential, MAX_USERNAME_LEN};
 pub use kind::{SecretKind, GENERATED_ENTROPY_BYTES};
 pub use name::{NameError, SecretName};

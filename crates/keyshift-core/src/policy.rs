@@ -25,6 +25,12 @@ pub enum Strategy {
     /// and the drill's control run. Consumers holding the old value fail
     /// until they move.
     Immediate,
+    /// `dual`, with the new version given first to a share of consumers
+    /// (`canary_share`, chosen by a stable hash of the consumer id) for
+    /// `canary_observation`; more than `canary_max_failures` failures
+    /// reported against it roll the rotation back before anyone else sees
+    /// it.
+    Canary,
 }
 
 impl Strategy {
@@ -34,6 +40,7 @@ impl Strategy {
             Strategy::Dual => "dual",
             Strategy::BlueGreen => "blue-green",
             Strategy::Immediate => "immediate",
+            Strategy::Canary => "canary",
         }
     }
 
@@ -56,8 +63,9 @@ impl FromStr for Strategy {
             "dual" => Ok(Strategy::Dual),
             "blue-green" => Ok(Strategy::BlueGreen),
             "immediate" => Ok(Strategy::Immediate),
+            "canary" => Ok(Strategy::Canary),
             _ => Err(format!(
-                "unknown strategy `{s}` (expected dual, blue-green or immediate)"
+                "unknown strategy `{s}` (expected dual, blue-green, canary or immediate)"
             )),
         }
     }
@@ -119,6 +127,16 @@ pub struct Policy {
     /// How long an open circuit stays open. Default 5 minutes.
     #[serde(with = "human_duration")]
     pub circuit_open: Duration,
+    /// `canary`: the percentage of consumers (1 to 100) that get the new
+    /// version first. Default 10.
+    pub canary_share: u8,
+    /// `canary`: how long the share uses the new version before everyone
+    /// gets it. Default 5 minutes: several heartbeats and usage cycles.
+    #[serde(with = "human_duration")]
+    pub canary_observation: Duration,
+    /// `canary`: failures reported against the new version that are still
+    /// tolerated; one more rolls the rotation back. Default 0.
+    pub canary_max_failures: u64,
 }
 
 impl Default for Policy {
@@ -135,6 +153,9 @@ impl Default for Policy {
             schedule: None,
             circuit_failures: 3,
             circuit_open: Duration::from_secs(300),
+            canary_share: 10,
+            canary_observation: Duration::from_secs(300),
+            canary_max_failures: 0,
         }
     }
 }
@@ -162,6 +183,12 @@ pub enum PolicyError {
     /// `retry_backoff` is zero or longer than a minute.
     #[error("retry_backoff must be between 1ms and 1m")]
     Backoff,
+    /// `canary_share` is not a percentage of consumers.
+    #[error("canary_share must be between 1 and 100 (actual={actual})")]
+    CanaryShare {
+        /// The value given.
+        actual: u8,
+    },
     /// The schedule is invalid.
     #[error("schedule: {0}")]
     Schedule(#[from] ScheduleError),
@@ -191,6 +218,11 @@ impl Policy {
         }
         if self.retry_backoff.is_zero() || self.retry_backoff > Duration::from_secs(60) {
             return Err(PolicyError::Backoff);
+        }
+        if self.canary_share == 0 || self.canary_share > 100 {
+            return Err(PolicyError::CanaryShare {
+                actual: self.canary_share,
+            });
         }
         if let Some(schedule) = &self.schedule {
             schedule.validate()?;

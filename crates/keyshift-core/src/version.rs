@@ -71,6 +71,9 @@ pub enum Label {
     Pending,
     /// The one before current.
     Previous,
+    /// A `canary` rotation's new version, served as `current` to the
+    /// consumers in the canary's share while it is observed.
+    Canary,
     /// An operator's label (`blue`, `green`): `[a-z0-9_-]`, 1 to 64 characters.
     Custom(String),
 }
@@ -87,6 +90,7 @@ impl Label {
             Label::Current => "current",
             Label::Pending => "pending",
             Label::Previous => "previous",
+            Label::Canary => "canary",
             Label::Custom(s) => s,
         }
     }
@@ -99,6 +103,7 @@ impl FromStr for Label {
             "current" => Label::Current,
             "pending" => Label::Pending,
             "previous" => Label::Previous,
+            "canary" => Label::Canary,
             _ if !s.is_empty()
                 && s.len() <= 64
                 && s.bytes().all(|b| {

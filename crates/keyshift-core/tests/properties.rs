@@ -21,10 +21,11 @@ use support::{allowed_edge, labels, spec_allows_rollback, Harness, Start, World}
 const MAX_EVENTS: usize = 300;
 
 /// The phases that run a step (faults apply to their step).
-const STEP_PHASES: [Phase; 7] = [
+const STEP_PHASES: [Phase; 8] = [
     Phase::Precheck,
     Phase::Generate,
     Phase::DualAccept,
+    Phase::Canary,
     Phase::Promote,
     Phase::Revoke,
     Phase::Replace,
@@ -117,7 +118,7 @@ prop_compose! {
 
 prop_compose! {
     fn plan()(
-        strategy in select(&[Strategy::Dual, Strategy::BlueGreen, Strategy::Immediate]),
+        strategy in select(&[Strategy::Dual, Strategy::BlueGreen, Strategy::Immediate, Strategy::Canary]),
         start in select(&[Start::Empty, Start::Current, Start::CurrentAndPrevious]),
         min_overlap_ms in prop_oneof![Just(0u64), 1u64..120_000],
         max_attempts in 1u32..5,
@@ -126,7 +127,7 @@ prop_compose! {
         fail_after_effect in any::<bool>(),
         faults in prop::collection::vec(fault(), 0..3),
         crashes in prop::collection::vec(crash(), 0..5),
-        rollback_at in prop::option::weighted(0.4, select(&[&STEP_PHASES[..], &[Phase::Overlap]].concat())),
+        rollback_at in prop::option::weighted(0.4, select(&[&STEP_PHASES[..], &[Phase::Overlap, Phase::Observe]].concat())),
     ) -> Plan {
         Plan { strategy, start, min_overlap_ms, max_attempts, rollback_on_failure, step_ms,
                fail_after_effect, faults, crashes, rollback_at }
@@ -576,4 +577,64 @@ fn rollback_after_generate_failed_late_fails_the_generated_version() {
         VersionState::Failed,
         "after {rollback:?}"
     );
+}
+
+#[test]
+fn canary_observes_its_share_before_promoting_to_all() {
+    let mut h = harness(Strategy::Canary, Start::Current, 30);
+    succeed_n(&mut h, 3); // Precheck, Generate, DualAccept
+    assert_eq!(
+        h.step(),
+        Step::Canary {
+            new: VersionNumber(2)
+        }
+    );
+    h.perform(5);
+    let deadline = h.now.saturating_add(h.rot.policy.canary_observation);
+    h.send(Event::StepSucceeded(StepOutput::Done)).unwrap();
+    assert_eq!(h.rot.phase, Phase::Observe);
+    assert_eq!(h.action, Action::WaitUntil(deadline));
+    // The canary's version is accepted and labelled; `current` is still old.
+    assert_eq!(h.world.labels.canary, Some(2));
+    assert_eq!(h.world.labels.current, Some(1));
+    h.crash();
+    assert_eq!(h.action, Action::WaitUntil(deadline), "a crash keeps observing");
+    h.wait();
+    assert!(matches!(h.step(), Step::Promote { .. }));
+    h.finish();
+    assert_eq!(h.rot.status(), Status::Succeeded);
+    use Phase::*;
+    assert_eq!(
+        h.phases(),
+        [Precheck, Generate, DualAccept, Canary, Observe, Promote, Overlap, Revoke, Done]
+    );
+    assert_eq!(h.world.labels, labels(Some(2), Some(1)));
+}
+
+#[test]
+fn canary_rolled_back_while_observed_never_reaches_the_others() {
+    let mut h = harness(Strategy::Canary, Start::Current, 30);
+    succeed_n(&mut h, 4); // ... Canary
+    assert_eq!(h.rot.phase, Phase::Observe);
+    h.request_rollback().unwrap();
+    h.finish();
+    assert_eq!(h.rot.status(), Status::RolledBack);
+    assert!(!h.rot.promoted, "Promote never ran");
+    assert_eq!(h.world.labels, labels(Some(1), None), "canary label gone");
+    assert_eq!(h.world.accepted, set([1]));
+}
+
+#[test]
+fn a_refused_canary_promote_rolls_back() {
+    // The driver refuses Promote when the share reported too many failures.
+    let mut h = harness(Strategy::Canary, Start::Current, 30);
+    succeed_n(&mut h, 4);
+    h.wait();
+    assert!(matches!(h.step(), Step::Promote { .. }));
+    h.fail(FailureKind::Refused, false);
+    assert_eq!(h.rot.phase, Phase::RollBack);
+    assert!(h.rot.reason.as_deref().unwrap().starts_with("promote failed"));
+    h.finish();
+    assert_eq!(h.rot.status(), Status::RolledBack);
+    assert_eq!(h.world.labels, labels(Some(1), None));
 }

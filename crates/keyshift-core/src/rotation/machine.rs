@@ -30,8 +30,16 @@ pub enum Step {
         /// The new credential.
         new: VersionNumber,
     },
-    /// Point `current` at `new` and `previous` at `old`, clear `pending`,
-    /// and tell every watcher.
+    /// `canary`: label `new` `canary`, so the consumers in the canary's
+    /// share read it as their `current`, and tell every watcher.
+    Canary {
+        /// The new credential.
+        new: VersionNumber,
+    },
+    /// Point `current` at `new` and `previous` at `old`, clear `pending`
+    /// (and `canary`), and tell every watcher. For a `canary` rotation,
+    /// first check the failures reported against `new`: more than the
+    /// policy tolerates refuse the step, which rolls back.
     Promote {
         /// The credential being replaced.
         old: Option<VersionNumber>,
@@ -55,7 +63,8 @@ pub enum Step {
         new: VersionNumber,
     },
     /// Make the target accept `old` alone again, restore the labels as they
-    /// were before the rotation, mark `new` failed.
+    /// were before the rotation (clearing `pending` and `canary`), mark
+    /// `new` failed.
     ///
     /// When `new` is `None`, Generate may still have stored a version before
     /// failing to report it (a crash, a failed read-back): the driver must
@@ -261,6 +270,16 @@ impl Rotation {
             .map(|t| t.saturating_add(self.policy.min_overlap))
     }
 
+    /// `canary`: when the observation ends: the Canary step's end plus
+    /// `canary_observation`.
+    pub fn observation_deadline(&self) -> Option<Timestamp> {
+        self.history
+            .iter()
+            .find(|r| r.phase == Phase::Canary && r.outcome == Some(PhaseOutcome::Ok))
+            .and_then(|r| r.ended_at)
+            .map(|t| t.saturating_add(self.policy.canary_observation))
+    }
+
     /// Consumes the rotation with `event` at time `now`.
     ///
     /// # Errors
@@ -333,8 +352,14 @@ impl Rotation {
             }
             self.retry_at = None;
         }
-        if self.phase == Phase::Overlap {
-            match self.overlap_deadline() {
+        // The waiting phases: wait out their deadline, then move on.
+        let waiting = match self.phase {
+            Phase::Overlap => Some(self.overlap_deadline()),
+            Phase::Observe => Some(self.observation_deadline()),
+            _ => None,
+        };
+        if let Some(deadline) = waiting {
+            match deadline {
                 Some(deadline) if now < deadline => {
                     return Transition {
                         rotation: self,
@@ -343,7 +368,8 @@ impl Rotation {
                 }
                 _ => {
                     self.close_phase(PhaseOutcome::Ok, now);
-                    self.enter(Phase::Revoke, now);
+                    let next = self.after(self.phase);
+                    self.enter(next, now);
                 }
             }
         }
@@ -358,7 +384,7 @@ impl Rotation {
         }
     }
 
-    /// The step of the current (non-terminal, non-Overlap) phase.
+    /// The step of the current (non-terminal, non-waiting) phase.
     fn step(&self) -> Step {
         let old = self.old_version;
         // Invariant: phases after Generate are only entered once Generate
@@ -368,6 +394,7 @@ impl Rotation {
             Phase::Precheck => Step::Precheck { current: old },
             Phase::Generate => Step::Generate,
             Phase::DualAccept => Step::DualAccept { old, new: new() },
+            Phase::Canary => Step::Canary { new: new() },
             Phase::Promote => Step::Promote { old, new: new() },
             Phase::Revoke => Step::Revoke {
                 // Invariant: Revoke is entered only with an old version (see `after`).
@@ -381,7 +408,7 @@ impl Rotation {
                 previous: self.prior_previous,
                 old_revoked: self.old_revoked,
             },
-            Phase::Overlap | Phase::Done | Phase::RolledBack | Phase::Failed => {
+            Phase::Overlap | Phase::Observe | Phase::Done | Phase::RolledBack | Phase::Failed => {
                 unreachable!("no step in phase {}", self.phase)
             }
         }
@@ -422,7 +449,10 @@ impl Rotation {
             Phase::Precheck => Phase::Generate,
             Phase::Generate if immediate => Phase::Replace,
             Phase::Generate => Phase::DualAccept,
+            Phase::DualAccept if self.strategy == Strategy::Canary => Phase::Canary,
             Phase::DualAccept => Phase::Promote,
+            Phase::Canary => Phase::Observe,
+            Phase::Observe => Phase::Promote,
             Phase::Replace => Phase::Promote,
             Phase::Promote if immediate || self.old_version.is_none() => Phase::Done,
             Phase::Promote => Phase::Overlap,
@@ -451,7 +481,11 @@ impl Rotation {
         let next = match self.phase {
             // Nothing was touched yet: the rotation did not start.
             Phase::Precheck => Phase::Failed,
-            Phase::Generate | Phase::DualAccept | Phase::Promote | Phase::Replace
+            Phase::Generate
+            | Phase::DualAccept
+            | Phase::Canary
+            | Phase::Promote
+            | Phase::Replace
                 if self.policy.rollback_on_failure =>
             {
                 Phase::RollBack

@@ -13,7 +13,10 @@
 //! Precheck ─► Generate ─► DualAccept ─► Promote ─► Overlap ─► Revoke ─► Done
 //! ```
 //!
-//! and of `immediate`: `Precheck ─► Generate ─► Replace ─► Promote ─► Done`.
+//! `canary` runs `Canary ─► Observe` between DualAccept and Promote: the
+//! new version is `current` for a share of consumers while their failure
+//! reports are watched;
+//! and `immediate`: `Precheck ─► Generate ─► Replace ─► Promote ─► Done`.
 //! Any phase before Revoke (or Replace) can go to `RollBack ─► RolledBack`.
 
 mod machine;

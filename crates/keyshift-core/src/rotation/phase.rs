@@ -17,6 +17,11 @@ pub enum Phase {
     Generate,
     /// Makes the target accept the new credential as well as the old.
     DualAccept,
+    /// `canary`: labels the new version `canary`, so the consumers in the
+    /// canary's share get it as their `current`.
+    Canary,
+    /// `canary`: the share uses the new version while failures are counted.
+    Observe,
     /// Moves `current` to the new version and `previous` to the old.
     Promote,
     /// Old and new stay valid while consumers move.
@@ -42,6 +47,8 @@ impl Phase {
             Phase::Precheck => "precheck",
             Phase::Generate => "generate",
             Phase::DualAccept => "dual_accept",
+            Phase::Canary => "canary",
+            Phase::Observe => "observe",
             Phase::Promote => "promote",
             Phase::Overlap => "overlap",
             Phase::Revoke => "revoke",
@@ -63,7 +70,13 @@ impl Phase {
     pub fn can_roll_back(self) -> bool {
         matches!(
             self,
-            Phase::Precheck | Phase::Generate | Phase::DualAccept | Phase::Promote | Phase::Overlap
+            Phase::Precheck
+                | Phase::Generate
+                | Phase::DualAccept
+                | Phase::Canary
+                | Phase::Observe
+                | Phase::Promote
+                | Phase::Overlap
         )
     }
 }

@@ -32,15 +32,17 @@ pub struct Labels {
     pub current: Option<u64>,
     pub previous: Option<u64>,
     pub pending: Option<u64>,
+    /// A canary's new version, `current` for the consumers in its share.
+    pub canary: Option<u64>,
 }
 
-/// Labels with `current` and `previous` set and no `pending`.
+/// Labels with `current` and `previous` set and no `pending` or `canary`.
 pub fn labels(current: Option<u64>, previous: Option<u64>) -> Labels {
-    let pending = None;
     Labels {
         current,
         previous,
-        pending,
+        pending: None,
+        canary: None,
     }
 }
 
@@ -115,6 +117,7 @@ impl World {
                 self.versions.insert(new.0, Active);
                 self.accepted.insert(new.0);
             }
+            Step::Canary { new } => self.labels.canary = Some(new.0),
             Step::Promote { old, new } => self.labels = labels(Some(new.0), n(old)),
             Step::Revoke { old, .. } => {
                 self.accepted.remove(&old.0);
@@ -145,11 +148,12 @@ impl World {
         StepOutput::Done
     }
 
-    /// I1: `current` (if any) is accepted by the target.
+    /// I1: `current` (if any), and a canary's version which is `current`
+    /// for some consumers, are accepted by the target.
     pub fn check_i1(&self) {
-        if let Some(c) = self.labels.current {
+        for c in self.labels.current.iter().chain(&self.labels.canary) {
             assert!(
-                self.accepted.contains(&c),
+                self.accepted.contains(c),
                 "I1: current v{c} refused: {self:?}"
             );
         }
@@ -365,7 +369,9 @@ pub fn allowed_edge(strategy: Strategy, has_old: bool, a: Phase, b: Phase) -> bo
         Precheck => Generate,
         Generate if dual => DualAccept,
         Generate => Replace,
-        DualAccept | Replace => Promote,
+        DualAccept if strategy == Strategy::Canary => Canary,
+        Canary => Observe,
+        DualAccept | Replace | Observe => Promote,
         Promote if dual && has_old => Overlap,
         Promote | Revoke => Done,
         Overlap => Revoke,
@@ -374,5 +380,5 @@ pub fn allowed_edge(strategy: Strategy, has_old: bool, a: Phase, b: Phase) -> bo
     };
     b == forward
         || (b == RollBack && (a.can_roll_back() || a == Replace))
-        || (b == Failed && a != Overlap)
+        || (b == Failed && !matches!(a, Overlap | Observe))
 }
