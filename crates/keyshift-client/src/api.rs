@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyshift_core::api::{
-    AcceptedSet, AddVersion, ConsumerList, CreateSecret, CreateToken, Health, Heartbeat,
-    RollbackRequest, RotationInfo, RotationList, SecretInfo, SecretList, SecretVersion,
+    AcceptedSet, AddVersion, ConsumerList, CreateSecret, CreateToken, FailureReport, Health,
+    Heartbeat, RollbackRequest, RotationInfo, RotationList, SecretInfo, SecretList, SecretVersion,
     StartRotation, StatusList, TokenCreated, UsageList, UsageReport, VersionAdded, VersionList,
 };
 use keyshift_core::rotation::RotationId;
@@ -76,6 +76,9 @@ struct Inner {
     base: String,
     /// `Bearer <token>`, marked sensitive.
     auth: Option<HeaderValue>,
+    /// The consumer whose reads of `current` these are (see
+    /// [`ApiClient::for_consumer`]).
+    consumer: Option<String>,
 }
 
 impl fmt::Debug for ApiClient {
@@ -122,8 +125,30 @@ impl ApiClient {
             .build()
             .map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(ApiClient {
-            inner: Arc::new(Inner { http, base, auth }),
+            inner: Arc::new(Inner {
+                http,
+                base,
+                auth,
+                consumer: None,
+            }),
         })
+    }
+
+    /// This client, reading `current` as consumer `id`: while a `canary`
+    /// rotation runs, the server answers its new version to the consumers
+    /// in the canary's share (chosen by a stable hash of their id) and the
+    /// old one to the others. The SDK's [`Client`](crate::Client) reads
+    /// this way with its consumer id. Shares the connection pool.
+    #[must_use]
+    pub fn for_consumer(&self, id: &str) -> ApiClient {
+        ApiClient {
+            inner: Arc::new(Inner {
+                http: self.inner.http.clone(),
+                base: self.inner.base.clone(),
+                auth: self.inner.auth.clone(),
+                consumer: Some(id.to_owned()),
+            }),
+        }
     }
 
     /// The base URL requests go to, without a trailing `/`.
@@ -238,10 +263,13 @@ impl ApiClient {
         sel: Selector,
     ) -> Result<SecretVersion, ClientError> {
         let path = format!("/v1/secrets/{name}:value");
-        let query = match sel {
-            Selector::Label(l) => [("label", l.as_str().to_owned())],
-            Selector::Version(v) => [("version", v.to_string())],
+        let mut query = match &sel {
+            Selector::Label(l) => vec![("label", l.as_str().to_owned())],
+            Selector::Version(v) => vec![("version", v.to_string())],
         };
+        if let (Selector::Label(Label::Current), Some(id)) = (&sel, &self.inner.consumer) {
+            query.push(("consumer", id.clone()));
+        }
         self.call(Method::GET, &path, &query, None, Sensitive::Yes)
             .await
     }
@@ -416,6 +444,20 @@ impl ApiClient {
     pub async fn report_usage(&self, report: &UsageReport) -> Result<(), ClientError> {
         let body = encode(report)?;
         self.send(Method::POST, "/v1/usage", &[], Some(body))
+            .await
+            .map(drop)
+    }
+
+    /// `POST /v1/failures`: reports failed uses per version (a `canary`
+    /// rotation rolls back on them).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Api`]: `forbidden` without `read` on a named secret,
+    /// `not_found` for an unknown one.
+    pub async fn report_failures(&self, report: &FailureReport) -> Result<(), ClientError> {
+        let body = encode(report)?;
+        self.send(Method::POST, "/v1/failures", &[], Some(body))
             .await
             .map(drop)
     }

@@ -38,10 +38,7 @@ mod tests {
     fn the_share_is_stable_and_close_to_its_percentage() {
         let secret = name("prod/orders/db");
         let ids: Vec<String> = (0..10_000).map(|i| format!("pod-{i}")).collect();
-        let chosen = ids
-            .iter()
-            .filter(|id| in_canary(&secret, id, 10))
-            .count();
+        let chosen = ids.iter().filter(|id| in_canary(&secret, id, 10)).count();
         assert!((800..=1200).contains(&chosen), "10% of 10,000 = {chosen}");
         for id in ids.iter().take(100) {
             assert_eq!(in_canary(&secret, id, 10), in_canary(&secret, id, 10));

@@ -598,7 +598,11 @@ fn canary_observes_its_share_before_promoting_to_all() {
     assert_eq!(h.world.labels.canary, Some(2));
     assert_eq!(h.world.labels.current, Some(1));
     h.crash();
-    assert_eq!(h.action, Action::WaitUntil(deadline), "a crash keeps observing");
+    assert_eq!(
+        h.action,
+        Action::WaitUntil(deadline),
+        "a crash keeps observing"
+    );
     h.wait();
     assert!(matches!(h.step(), Step::Promote { .. }));
     h.finish();
@@ -633,7 +637,12 @@ fn a_refused_canary_promote_rolls_back() {
     assert!(matches!(h.step(), Step::Promote { .. }));
     h.fail(FailureKind::Refused, false);
     assert_eq!(h.rot.phase, Phase::RollBack);
-    assert!(h.rot.reason.as_deref().unwrap().starts_with("promote failed"));
+    assert!(h
+        .rot
+        .reason
+        .as_deref()
+        .unwrap()
+        .starts_with("promote failed"));
     h.finish();
     assert_eq!(h.rot.status(), Status::RolledBack);
     assert_eq!(h.world.labels, labels(Some(1), None));

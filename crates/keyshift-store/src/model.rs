@@ -157,6 +157,21 @@ pub struct UsageWindowRecord {
     pub count: u64,
 }
 
+/// What one consumer reported against one version: its failed uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    /// The consumer that reported them.
+    pub consumer_id: String,
+    /// The version that failed.
+    pub version: VersionNumber,
+    /// Failed uses reported, summed over its reports (saturating at `i64::MAX`).
+    pub count: u64,
+    /// Its first report against this version.
+    pub first_at: Timestamp,
+    /// Its latest report against this version.
+    pub last_at: Timestamp,
+}
+
 /// An audit entry to append. Never a value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewAudit {

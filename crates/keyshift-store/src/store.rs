@@ -7,8 +7,8 @@ use keyshift_core::{
 
 use crate::error::StoreError;
 use crate::model::{
-    AuditEntry, ConsumerRecord, CreateRotation, EventRecord, NewAudit, RotationFilter,
-    SecretRecord, TokenRecord, UsageWindowRecord, VersionRecord, VersionSelector,
+    AuditEntry, ConsumerRecord, CreateRotation, EventRecord, FailureRecord, NewAudit,
+    RotationFilter, SecretRecord, TokenRecord, UsageWindowRecord, VersionRecord, VersionSelector,
 };
 
 /// Durable state: secrets, their encrypted versions and labels, rotations,
@@ -181,9 +181,34 @@ pub trait Store: Send + Sync + 'static {
         since: Timestamp,
     ) -> Result<Vec<UsageWindowRecord>, StoreError>;
 
-    /// Housekeeping: deletes consumer rows with `last_seen < older_than`
-    /// and usage windows with `window_start < older_than`, of every
-    /// secret, in one transaction. Returns how many rows went.
+    /// Adds each `(secret, version, count)` to what `consumer_id` has
+    /// reported against that version, creating the row if needed (its
+    /// `first_at` is then `now`), and sets its `last_at` to `now`. Counts
+    /// saturate at `i64::MAX`; zero counts write nothing. One transaction,
+    /// no event.
+    ///
+    /// [`StoreError::NotFound`] if any named secret does not exist; then
+    /// nothing is written.
+    async fn record_failures(
+        &self,
+        consumer_id: &str,
+        failures: &[(SecretName, VersionNumber, u64)],
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// The failure reports against `version` of `name`, one per consumer,
+    /// sorted by consumer id. [`StoreError::NotFound`] if the secret is
+    /// missing.
+    async fn list_failures(
+        &self,
+        name: &SecretName,
+        version: VersionNumber,
+    ) -> Result<Vec<FailureRecord>, StoreError>;
+
+    /// Housekeeping: deletes consumer rows with `last_seen < older_than`,
+    /// usage windows with `window_start < older_than` and failure reports
+    /// with `last_at < older_than`, of every secret, in one transaction.
+    /// Returns how many rows went.
     async fn prune(&self, older_than: Timestamp) -> Result<u64, StoreError>;
 
     /// Appends to the audit log (which is never updated nor deleted from).

@@ -61,4 +61,5 @@ conformance! {
     consumers::prune_removes_old_rows_only,
     consumers::delete_secret_removes_consumers_and_usage,
     consumers::concurrent_heartbeats_and_usage,
+    consumers::failures_add_up_per_consumer_and_version,
 }

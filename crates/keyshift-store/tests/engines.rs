@@ -405,8 +405,9 @@ async fn unsupported_urls_are_refused_without_echo() {
     assert!(!e.to_string().contains("hunter2"));
 }
 
-/// A store at schema v1 (before consumers and usage) is upgraded in place
-/// when opened: its secrets stay and take heartbeats and usage.
+/// A store at schema v1 (before consumers, usage and failure reports) is
+/// upgraded in place when opened: its secrets stay and take heartbeats,
+/// usage and failure reports.
 async fn upgrades_a_v1_store(url: &str, raw_url: &str, v1: &str) {
     let raw = sqlx::AnyPool::connect(raw_url).await.unwrap();
     sqlx::Executor::execute(&raw, v1).await.unwrap();
@@ -439,6 +440,12 @@ async fn upgrades_a_v1_store(url: &str, raw_url: &str, v1: &str) {
         .unwrap();
     assert_eq!(store.list_consumers(&n).await.unwrap().len(), 1);
     assert_eq!(store.usage_since(&n, t(0)).await.unwrap()[0].count, 3);
+    store
+        .record_failures("c1", &[(n.clone(), VersionNumber(1), 2)], t(3))
+        .await
+        .unwrap();
+    let failures = store.list_failures(&n, VersionNumber(1)).await.unwrap();
+    assert_eq!(failures[0].count, 2);
     store.close().await;
 
     let raw = sqlx::AnyPool::connect(url).await.unwrap();
@@ -448,7 +455,7 @@ async fn upgrades_a_v1_store(url: &str, raw_url: &str, v1: &str) {
             .await
             .unwrap();
     raw.close().await;
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use keyshift_core::SecretName;
+use keyshift_core::api::{FailureReport, UsageCount};
+use keyshift_core::{SecretName, VersionNumber};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use tokio_util::sync::DropGuard;
@@ -139,6 +140,29 @@ impl Client {
             raw: self.handle(slot),
             typed,
         })
+    }
+
+    /// Reports that `count` uses of `version` of `name` failed, as this
+    /// consumer (see [`Watched::report_failures`]).
+    ///
+    /// # Errors
+    ///
+    /// [`SdkError::Api`] when the server cannot be reached or refuses.
+    pub async fn report_failures(
+        &self,
+        name: &SecretName,
+        version: VersionNumber,
+        count: u64,
+    ) -> Result<(), SdkError> {
+        let report = FailureReport {
+            reporter: self.shared.consumer_id.clone(),
+            failures: vec![UsageCount {
+                secret: name.clone(),
+                version,
+                count,
+            }],
+        };
+        Ok(self.shared.api.report_failures(&report).await?)
     }
 
     /// Stops every background task (event stream, polling, heartbeats).

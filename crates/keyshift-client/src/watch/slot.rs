@@ -53,12 +53,19 @@ pub(crate) enum Decision {
 }
 
 /// What `ev` asks of a secret holding `held` with tracker `t`.
+///
+/// While a `canary` rotation labels a version `canary`, only the server
+/// knows whether this consumer is in its share: it reads `current` (as
+/// this consumer) unless it holds the canary's version already.
 pub(crate) fn decide(t: &Tracker, held: VersionNumber, ev: &WatchEvent) -> Decision {
     if ev.seq <= t.last_seq {
         return Decision::Ignore;
     }
+    let canary = ev.labels.get(&Label::Canary);
     match ev.labels.get(&Label::Current) {
         None => Decision::Record,
+        Some(_) if canary == Some(&held) => Decision::Record,
+        Some(_) if canary.is_some() => Decision::Fetch(Selector::Label(Label::Current)),
         Some(&v) if v == held => Decision::Record,
         Some(_) if t.ahead => Decision::Fetch(Selector::Label(Label::Current)),
         Some(&v) => Decision::Fetch(Selector::Version(v)),

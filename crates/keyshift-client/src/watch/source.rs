@@ -116,6 +116,32 @@ impl Watched {
         Ok(self.slot.current())
     }
 
+    /// Reports that `count` uses of `version` failed (a login refused, a
+    /// request that failed with the credential). A `canary` rotation whose
+    /// share reports more failures against its new version than its policy
+    /// tolerates rolls back, before any other consumer gets that version.
+    /// Report the version the failed use held (from [`get`](Self::get)),
+    /// not the one held now.
+    ///
+    /// # Errors
+    ///
+    /// [`SdkError::Api`] when the server cannot be reached or refuses;
+    /// [`SdkError::Config`] for a handle without a server.
+    pub async fn report_failures(
+        &self,
+        version: VersionNumber,
+        count: u64,
+    ) -> Result<(), SdkError> {
+        let Some(client) = &self.client else {
+            return Err(SdkError::Config(
+                "this handle has no server to report to".to_owned(),
+            ));
+        };
+        client
+            .report_failures(self.slot.name(), version, count)
+            .await
+    }
+
     /// How many value fetches (`GET :value`) this handle's secret has made,
     /// the first load included.
     pub fn fetch_count(&self) -> u64 {

@@ -98,7 +98,11 @@ impl Shared {
     ) -> Result<Shared, SdkError> {
         let config_error = |e: crate::ClientError| SdkError::Config(e.to_string());
         let auth = token.as_ref().map(bearer).transpose()?;
-        let api = ApiClient::with_tls(addr, token, tls).map_err(config_error)?;
+        // Reads of `current` name this consumer, so a canary rotation can
+        // answer per consumer.
+        let api = ApiClient::with_tls(addr, token, tls)
+            .map_err(config_error)?
+            .for_consumer(&consumer_id);
         // The stream's client has no overall timeout (the stream is meant to
         // stay open); idle streams are detected by the missing keep-alives.
         let stream_http = crate::api::http_builder(tls)

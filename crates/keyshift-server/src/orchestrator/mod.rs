@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use keyshift_core::api::StartRotation;
-use keyshift_core::rotation::{Rotation, RotationId, TransitionError};
+use keyshift_core::rotation::{Phase, Rotation, RotationId, TransitionError};
 use keyshift_core::{Circuit, Label, SecretKind, SecretName, SecretValue, Strategy, Timestamp};
 use keyshift_store::{CreateRotation, NewAudit, RotationFilter, SecretRecord, Store};
 use rand::RngCore;
@@ -309,6 +309,57 @@ impl Orchestrator {
             self.spawn(rotation);
         }
         Ok(n)
+    }
+
+    /// After failures were reported against `name`: when a `canary`
+    /// rotation of it is being observed and its share reported more
+    /// failures than the policy tolerates, rolls it back now (Promote
+    /// checks again, so a missed call only delays the rollback to the end
+    /// of the observation).
+    pub async fn check_canary(&self, name: &SecretName) {
+        let running = self
+            .inner
+            .store
+            .list_rotations(&RotationFilter {
+                secret: Some(name.clone()),
+                active_only: true,
+                limit: 1,
+            })
+            .await;
+        let rotation = match running {
+            Ok(mut list) => match list.pop() {
+                Some(r) => r,
+                None => return,
+            },
+            Err(e) => {
+                tracing::warn!(secret = %name, error = %e, "could not read the running rotation");
+                return;
+            }
+        };
+        let observed = rotation.strategy == Strategy::Canary
+            && matches!(rotation.phase, Phase::Canary | Phase::Observe);
+        let Some(new) = rotation.new_version.filter(|_| observed) else {
+            return;
+        };
+        let reports = match self.inner.store.list_failures(name, new).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(secret = %name, error = %e, "could not read failure reports");
+                return;
+            }
+        };
+        let Some(why) = steps::canary_failures(&reports, rotation.policy.canary_max_failures)
+        else {
+            return;
+        };
+        tracing::warn!(rotation = %rotation.id, reason = %why, "canary failed: rolling back");
+        if let Err(e) = self
+            .request_rollback(&rotation.id, why, "keyshift", "rollback")
+            .await
+        {
+            // Already rolling back, or past the point: nothing to do.
+            tracing::debug!(rotation = %rotation.id, error = %e, "canary rollback not applied");
+        }
     }
 
     /// Asks the rotation's driver to roll back.

@@ -5,7 +5,7 @@
 //! as once.
 
 use keyshift_core::rotation::{Event, FailureKind, Rotation, Step, StepOutput};
-use keyshift_core::{Label, SecretValue, VersionNumber, VersionState};
+use keyshift_core::{Label, SecretValue, Strategy, VersionNumber, VersionState};
 use keyshift_store::{SecretRecord, Store, StoreError, VersionSelector};
 use keyshift_targets::{Target, TargetError, Verdict};
 
@@ -139,11 +139,19 @@ pub(super) async fn perform(
         Step::Precheck { current } => precheck(&ctx, current).await,
         Step::Generate => generate(&ctx, rotation).await,
         Step::DualAccept { old, new } => dual_accept(&ctx, old, new).await,
+        Step::Canary { new } => {
+            ctx.labels(&[(Label::Canary, Some(new))]).await?;
+            Ok(StepOutput::Done)
+        }
         Step::Promote { old, new } => {
+            if rotation.strategy == Strategy::Canary {
+                canary_verdict(&ctx, rotation, new).await?;
+            }
             ctx.labels(&[
                 (Label::Current, Some(new)),
                 (Label::Previous, old),
                 (Label::Pending, None),
+                (Label::Canary, None),
             ])
             .await?;
             Ok(StepOutput::Done)
@@ -165,6 +173,47 @@ pub(super) async fn perform(
             roll_back(&ctx, old, new, previous).await
         }
     }
+}
+
+/// A canary's verdict before everyone gets `new`: refused when its share
+/// reported more failures against it than the policy tolerates.
+async fn canary_verdict(
+    ctx: &Ctx<'_>,
+    rotation: &Rotation,
+    new: VersionNumber,
+) -> Result<(), StepFailure> {
+    let reports = ctx.store.list_failures(&ctx.secret.name, new).await?;
+    match canary_failures(&reports, rotation.policy.canary_max_failures) {
+        Some(why) => Err(refused(why)),
+        None => Ok(()),
+    }
+}
+
+/// Why a canary fails, given the failure reports against its version:
+/// None while they stay within `tolerated`.
+pub(crate) fn canary_failures(
+    reports: &[keyshift_store::FailureRecord],
+    tolerated: u64,
+) -> Option<String> {
+    let total = reports.iter().fold(0u64, |n, r| n.saturating_add(r.count));
+    if total <= tolerated {
+        return None;
+    }
+    const NAMED: usize = 5;
+    let mut who: Vec<&str> = reports
+        .iter()
+        .take(NAMED)
+        .map(|r| r.consumer_id.as_str())
+        .collect();
+    if reports.len() > NAMED {
+        who.push("...");
+    }
+    Some(format!(
+        "canary: {total} failures reported against version {} by {} consumer(s) ({}); {tolerated} tolerated",
+        reports[0].version,
+        reports.len(),
+        who.join(", ")
+    ))
 }
 
 /// The version `rotation`'s Generate stored, if any.
@@ -317,6 +366,7 @@ async fn roll_back(
         (Label::Current, old),
         (Label::Previous, previous),
         (Label::Pending, None),
+        (Label::Canary, None),
     ])
     .await?;
     // 3. The new credential is refused and marked failed; its value stays

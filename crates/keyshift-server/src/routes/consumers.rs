@@ -1,12 +1,13 @@
-//! Consumers and usage: `POST /v1/consumers/heartbeat`, `POST /v1/usage`,
+//! Consumers, usage and failures: `POST /v1/consumers/heartbeat`,
+//! `POST /v1/usage`, `POST /v1/failures`,
 //! and the `:consumers` and `:usage` reads of a secret.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use keyshift_core::api::{
-    valid_consumer_id, ConsumerInfo, ConsumerList, Heartbeat, Scope, UsageList, UsageReport,
-    UsageWindow,
+    valid_consumer_id, ConsumerInfo, ConsumerList, FailureReport, Heartbeat, Scope, UsageCount,
+    UsageList, UsageReport, UsageWindow,
 };
 use keyshift_core::{SecretName, Timestamp};
 
@@ -20,7 +21,7 @@ const MAX_ITEMS: usize = 1000;
 /// The longest host or process label.
 const MAX_LABEL: usize = 256;
 
-fn check_consumer_id(id: &str) -> Result<(), ApiError> {
+pub(super) fn check_consumer_id(id: &str) -> Result<(), ApiError> {
     if valid_consumer_id(id) {
         Ok(())
     } else {
@@ -98,18 +99,58 @@ pub async fn usage_report(
     ApiJson(report): ApiJson<UsageReport>,
 ) -> Result<StatusCode, ApiError> {
     check_consumer_id(&report.reporter)?;
-    check_count(report.counts.len())?;
-    for c in &report.counts {
+    let counts = checked_counts(&caller, report.counts)?;
+    state.store.record_usage(&counts, now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/failures`: recorded, then any `canary` rotation of a named
+/// secret is checked against them (in the background: the reporter does
+/// not wait for a rollback).
+pub async fn failure_report(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(report): ApiJson<FailureReport>,
+) -> Result<StatusCode, ApiError> {
+    check_consumer_id(&report.reporter)?;
+    let counts = checked_counts(&caller, report.failures)?;
+    state
+        .store
+        .record_failures(&report.reporter, &counts, now())
+        .await?;
+    let mut names: Vec<SecretName> = counts
+        .into_iter()
+        .filter(|(_, _, n)| *n > 0)
+        .map(|(name, _, _)| name)
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    if !names.is_empty() {
+        let orchestrator = state.orchestrator.clone();
+        tokio::spawn(async move {
+            for name in &names {
+                orchestrator.check_canary(name).await;
+            }
+        });
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The counts of a usage or failure report, each checked: at most
+/// [`MAX_ITEMS`], readable by the caller, a storable version.
+fn checked_counts(
+    caller: &Caller,
+    counts: Vec<UsageCount>,
+) -> Result<Vec<(SecretName, keyshift_core::VersionNumber, u64)>, ApiError> {
+    check_count(counts.len())?;
+    for c in &counts {
         caller.require(Scope::Read, &c.secret)?;
         check_version(Some(c.version))?;
     }
-    let counts: Vec<_> = report
-        .counts
+    Ok(counts
         .into_iter()
         .map(|c| (c.secret, c.version, c.count))
-        .collect();
-    state.store.record_usage(&counts, now()).await?;
-    Ok(StatusCode::NO_CONTENT)
+        .collect())
 }
 
 /// `GET /v1/secrets/{name}:consumers` (scope checked by the caller).

@@ -38,6 +38,7 @@ pub fn app(state: AppState, body_limit: usize) -> Router {
         .route("/v1/watch", get(watch::watch))
         .route("/v1/consumers/heartbeat", post(consumers::heartbeat))
         .route("/v1/usage", post(consumers::usage_report))
+        .route("/v1/failures", post(consumers::failure_report))
         .route("/v1/audit", get(secrets::audit_log))
         .route("/v1/status", get(status::status))
         .route("/v1/tokens", post(secrets::create_token))

@@ -9,7 +9,7 @@ use keyshift_core::api::{
     SecretVersion, StartRotation, TokenCreated, VersionAdded, VersionInfo, VersionList,
 };
 use keyshift_core::{
-    Label, Policy, SecretKind, SecretName, SecretValue, VersionNumber, VersionState,
+    in_canary, Label, Policy, SecretKind, SecretName, SecretValue, VersionNumber, VersionState,
 };
 use keyshift_store::{NewAudit, SecretRecord, VersionRecord, VersionSelector};
 use serde::Deserialize;
@@ -201,6 +201,9 @@ pub struct ValueQuery {
     label: Option<String>,
     version: Option<u64>,
     since: Option<String>,
+    /// Who reads `current`: a `canary` rotation answers its new version
+    /// to the consumers in its share.
+    consumer: Option<String>,
 }
 
 /// `GET /v1/secrets/{name}[:value|:versions|:accepted]`.
@@ -235,6 +238,12 @@ pub async fn get(
                         .map_err(|e| ApiError::BadRequest(e.to_string()))?,
                 ),
                 (None, None) => VersionSelector::Label(Label::Current),
+            };
+            let selector = match (&q.consumer, selector) {
+                (Some(consumer), VersionSelector::Label(Label::Current)) => {
+                    current_for(&state, &name, consumer).await?
+                }
+                (_, selector) => selector,
             };
             let (version, value) = store.get_value(&name, &selector).await?;
             Ok(Json(SecretVersion {
@@ -272,6 +281,23 @@ pub async fn get(
             .into_response()),
         Some(m) => Err(unknown_method(m)),
     }
+}
+
+/// The version `consumer` is to use as `current`: the canary's when a
+/// `canary` rotation labelled one and the consumer is in its share.
+async fn current_for(
+    state: &AppState,
+    name: &SecretName,
+    consumer: &str,
+) -> Result<VersionSelector, ApiError> {
+    consumers::check_consumer_id(consumer)?;
+    let secret = state.store.get_secret(name).await?;
+    Ok(match secret.labels.get(&Label::Canary) {
+        Some(&v) if in_canary(name, consumer, secret.policy.canary_share) => {
+            VersionSelector::Number(v)
+        }
+        _ => VersionSelector::Label(Label::Current),
+    })
 }
 
 /// `POST /v1/secrets/{name}:versions` and `:rotate`.
@@ -333,6 +359,13 @@ async fn add_version(
     }
     check_value_accepted(state.store.as_ref(), &secret, &value).await?;
     let labels = req.labels.unwrap_or_else(|| vec![Label::Current]);
+    // Reads of `current` answer the canary's version to some consumers:
+    // only a canary rotation, which rolls it back, may set it.
+    if labels.contains(&Label::Canary) {
+        return Err(ApiError::BadRequest(
+            "the label `canary` is set by canary rotations only".to_owned(),
+        ));
+    }
     let t = now();
     let version = state
         .store

@@ -1,4 +1,5 @@
-//! Consumers (their heartbeats) and usage windows: the overlap gate's
+//! Consumers (their heartbeats), usage windows and failure reports: the
+//! overlap gate's and the canary's
 //! signals.
 //!
 //! Both are hot paths (every consumer reports every few seconds), so each
@@ -16,7 +17,7 @@ use sqlx::{Any, AnyConnection, Arguments, Encode, Row, Type};
 use super::decode::{self, num, ts};
 use super::{not_found_secret, SqlStore};
 use crate::error::StoreError;
-use crate::model::{ConsumerRecord, UsageWindowRecord};
+use crate::model::{ConsumerRecord, FailureRecord, UsageWindowRecord};
 
 /// Rows (or names) per statement: far below the bind-parameter limits
 /// (SQLite 32766, PostgreSQL 65535).
@@ -86,6 +87,31 @@ fn id_of(ids: &BTreeMap<String, i64>, name: &SecretName) -> Result<i64, StoreErr
     ids.get(name.as_str())
         .copied()
         .ok_or_else(|| not_found_secret(name))
+}
+
+/// `counts` resolved in the caller's transaction and summed per
+/// `(secret id, version)`, zero counts left out, sorted by key: a multi-row
+/// upsert may not touch a row twice, and sorted rows lock in one order.
+///
+/// [`StoreError::NotFound`] for an unknown secret (zero counts included).
+async fn summed(
+    conn: &mut AnyConnection,
+    counts: &[(SecretName, VersionNumber, u64)],
+) -> Result<Vec<((i64, i64), i64)>, StoreError> {
+    let mut numbered = Vec::with_capacity(counts.len());
+    for (name, version, n) in counts {
+        numbered.push((name, num(*version)?, stored_count(*n)));
+    }
+    let names = numbered.iter().map(|(name, _, _)| *name).collect();
+    let ids = resolve(conn, &names).await?;
+    let mut sums: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+    for (name, version, n) in numbered {
+        if n > 0 {
+            let sum = sums.entry((id_of(&ids, name)?, version)).or_insert(0);
+            *sum = sum.saturating_add(n);
+        }
+    }
+    Ok(sums.into_iter().collect())
 }
 
 fn consumer_record(secret: &SecretName, row: &AnyRow) -> Result<ConsumerRecord, StoreError> {
@@ -192,23 +218,8 @@ impl SqlStore {
         if counts.is_empty() {
             return Ok(());
         }
-        let mut numbered = Vec::with_capacity(counts.len());
-        for (name, version, n) in counts {
-            numbered.push((name, num(*version)?, stored_count(*n)));
-        }
         let mut tx = self.begin().await?;
-        let names = numbered.iter().map(|(name, _, _)| *name).collect();
-        let ids = resolve(&mut tx, &names).await?;
-        // One row per (secret, version): a multi-row upsert may not touch a
-        // row twice.
-        let mut sums: BTreeMap<(i64, i64), i64> = BTreeMap::new();
-        for (name, version, n) in numbered {
-            if n > 0 {
-                let sum = sums.entry((id_of(&ids, name)?, version)).or_insert(0);
-                *sum = sum.saturating_add(n);
-            }
-        }
-        let rows: Vec<((i64, i64), i64)> = sums.into_iter().collect();
+        let rows = summed(&mut tx, counts).await?;
         for chunk in rows.chunks(BATCH_ROWS) {
             let mut args = AnyArguments::default();
             bind(&mut args, window_start(now))?;
@@ -237,6 +248,79 @@ impl SqlStore {
         Ok(())
     }
 
+    pub(super) async fn record_failures_impl(
+        &self,
+        consumer_id: &str,
+        failures: &[(SecretName, VersionNumber, u64)],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        let rows = summed(&mut tx, failures).await?;
+        for chunk in rows.chunks(BATCH_ROWS) {
+            // $1 and $2 are shared by every row; each row adds its own three.
+            let mut args = AnyArguments::default();
+            bind(&mut args, consumer_id.to_owned())?;
+            bind(&mut args, now.as_millis())?;
+            let mut values = Vec::with_capacity(chunk.len());
+            for (i, ((secret_id, version), n)) in chunk.iter().enumerate() {
+                let p = 3 + 3 * i;
+                values.push(format!("(${p}, ${}, $1, ${}, $2, $2)", p + 1, p + 2));
+                bind(&mut args, *secret_id)?;
+                bind(&mut args, *version)?;
+                bind(&mut args, *n)?;
+            }
+            let sql = format!(
+                "INSERT INTO failure_reports \
+                 (secret_id, version, consumer_id, count, first_at, last_at) \
+                 VALUES {} \
+                 ON CONFLICT (secret_id, version, consumer_id) DO UPDATE SET \
+                 last_at = excluded.last_at, count = \
+                 CASE WHEN failure_reports.count > {max} - excluded.count THEN {max} \
+                 ELSE failure_reports.count + excluded.count END",
+                values.join(", "),
+                max = i64::MAX,
+            );
+            sqlx::query_with(&sql, args).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn list_failures_impl(
+        &self,
+        name: &SecretName,
+        version: VersionNumber,
+    ) -> Result<Vec<FailureRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let id = self.secret_id(&mut conn, name).await?;
+        let rows = sqlx::query(
+            "SELECT consumer_id, count, first_at, last_at FROM failure_reports \
+             WHERE secret_id = $1 AND version = $2",
+        )
+        .bind(id)
+        .bind(num(version)?)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(|row| {
+                Ok(FailureRecord {
+                    consumer_id: row.try_get("consumer_id")?,
+                    version,
+                    count: count(row.try_get("count")?)?,
+                    first_at: ts(row.try_get("first_at")?),
+                    last_at: ts(row.try_get("last_at")?),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Sorted here: the engines' collations differ.
+        out.sort_by(|a, b| a.consumer_id.cmp(&b.consumer_id));
+        Ok(out)
+    }
+
     pub(super) async fn usage_since_impl(
         &self,
         name: &SecretName,
@@ -262,6 +346,7 @@ impl SqlStore {
         for sql in [
             "DELETE FROM consumers WHERE last_seen < $1",
             "DELETE FROM usage_windows WHERE window_start < $1",
+            "DELETE FROM failure_reports WHERE last_at < $1",
         ] {
             let done = sqlx::query(sql)
                 .bind(older_than.as_millis())

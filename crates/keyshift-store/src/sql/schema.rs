@@ -30,6 +30,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0002_consumers.sql"),
         postgres: include_str!("../../migrations/postgres/0002_consumers.sql"),
     },
+    Migration {
+        version: 3,
+        description: "failure reports",
+        sqlite: include_str!("../../migrations/sqlite/0003_failures.sql"),
+        postgres: include_str!("../../migrations/postgres/0003_failures.sql"),
+    },
 ];
 
 /// The advisory lock key PostgreSQL replicas take while migrating

@@ -192,6 +192,7 @@ impl SqlStore {
             "DELETE FROM versions WHERE secret_id = $1",
             "DELETE FROM consumers WHERE secret_id = $1",
             "DELETE FROM usage_windows WHERE secret_id = $1",
+            "DELETE FROM failure_reports WHERE secret_id = $1",
             "DELETE FROM secrets WHERE id = $1",
         ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await?;

@@ -8,8 +8,8 @@ use keyshift_core::{
 use super::SqlStore;
 use crate::error::StoreError;
 use crate::model::{
-    AuditEntry, ConsumerRecord, CreateRotation, EventRecord, NewAudit, RotationFilter,
-    SecretRecord, TokenRecord, UsageWindowRecord, VersionRecord, VersionSelector,
+    AuditEntry, ConsumerRecord, CreateRotation, EventRecord, FailureRecord, NewAudit,
+    RotationFilter, SecretRecord, TokenRecord, UsageWindowRecord, VersionRecord, VersionSelector,
 };
 use crate::store::Store;
 
@@ -157,6 +157,23 @@ impl Store for SqlStore {
         since: Timestamp,
     ) -> Result<Vec<UsageWindowRecord>, StoreError> {
         self.usage_since_impl(name, since).await
+    }
+
+    async fn record_failures(
+        &self,
+        consumer_id: &str,
+        failures: &[(SecretName, VersionNumber, u64)],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.record_failures_impl(consumer_id, failures, now).await
+    }
+
+    async fn list_failures(
+        &self,
+        name: &SecretName,
+        version: VersionNumber,
+    ) -> Result<Vec<FailureRecord>, StoreError> {
+        self.list_failures_impl(name, version).await
     }
 
     async fn prune(&self, older_than: Timestamp) -> Result<u64, StoreError> {

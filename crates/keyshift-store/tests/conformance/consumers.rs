@@ -1,9 +1,9 @@
-//! Cases: consumers' heartbeats, usage windows, pruning.
+//! Cases: consumers' heartbeats, usage windows, failure reports, pruning.
 
 use std::sync::Arc;
 
 use keyshift_core::{Policy, SecretKind, SecretName, Timestamp, VersionNumber};
-use keyshift_store::{ConsumerRecord, Store, StoreError, UsageWindowRecord};
+use keyshift_store::{ConsumerRecord, FailureRecord, Store, StoreError, UsageWindowRecord};
 use serde_json::json;
 
 use crate::common::{name, t};
@@ -514,5 +514,95 @@ pub async fn concurrent_heartbeats_and_usage(s: Arc<dyn Store>) {
     assert_eq!(
         s.usage_since(&b, t(0)).await.unwrap(),
         [window(1, minute(7), 160)]
+    );
+}
+
+fn failure(id: &str, version: u64, count: u64, first_at: i64, last_at: i64) -> FailureRecord {
+    FailureRecord {
+        consumer_id: id.into(),
+        version: v(version),
+        count,
+        first_at: t(first_at),
+        last_at: t(last_at),
+    }
+}
+
+pub async fn failures_add_up_per_consumer_and_version(s: Arc<dyn Store>) {
+    let (a, b) = (name("prod/a"), name("prod/b"));
+    create(&s, &a).await;
+    create(&s, &b).await;
+    assert!(s.list_failures(&a, v(2)).await.unwrap().is_empty());
+
+    s.record_failures("c2", &[(a.clone(), v(2), 1), (a.clone(), v(2), 2)], t(10))
+        .await
+        .unwrap();
+    s.record_failures("c1", &[(a.clone(), v(2), 1), (b.clone(), v(2), 4)], t(20))
+        .await
+        .unwrap();
+    s.record_failures("c2", &[(a.clone(), v(2), 1), (a.clone(), v(3), 7)], t(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.list_failures(&a, v(2)).await.unwrap(),
+        [failure("c1", 2, 1, 20, 20), failure("c2", 2, 4, 10, 30)],
+        "summed per consumer, sorted by id, first_at kept"
+    );
+    assert_eq!(
+        s.list_failures(&a, v(3)).await.unwrap(),
+        [failure("c2", 3, 7, 30, 30)]
+    );
+    assert_eq!(
+        s.list_failures(&b, v(2)).await.unwrap(),
+        [failure("c1", 2, 4, 20, 20)]
+    );
+
+    // Zero counts and empty reports write nothing (not even last_at).
+    s.record_failures("c1", &[(a.clone(), v(2), 0), (a.clone(), v(9), 0)], t(40))
+        .await
+        .unwrap();
+    s.record_failures("c1", &[], t(40)).await.unwrap();
+    assert_eq!(s.list_failures(&a, v(2)).await.unwrap()[0].last_at, t(20));
+    assert!(s.list_failures(&a, v(9)).await.unwrap().is_empty());
+
+    // An unknown secret: NotFound, and the known one in the same report is
+    // not written either.
+    assert_secret_not_found(
+        s.record_failures(
+            "c1",
+            &[(a.clone(), v(2), 5), (name("nope/x"), v(1), 1)],
+            t(50),
+        )
+        .await,
+        "nope/x",
+    );
+    assert_eq!(s.list_failures(&a, v(2)).await.unwrap()[0].count, 1);
+    assert_secret_not_found(s.list_failures(&name("nope/x"), v(1)).await, "nope/x");
+
+    // Saturating.
+    s.record_failures("c3", &[(b.clone(), v(2), u64::MAX)], t(60))
+        .await
+        .unwrap();
+    s.record_failures("c3", &[(b.clone(), v(2), 1)], t(61))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.list_failures(&b, v(2)).await.unwrap()[1].count,
+        i64::MAX as u64
+    );
+
+    // Pruned by last_at; deleted with their secret.
+    s.prune(t(25)).await.unwrap();
+    assert_eq!(
+        s.list_failures(&a, v(2)).await.unwrap(),
+        [failure("c2", 2, 4, 10, 30)],
+        "c1's (last at 20) pruned, c2's (last at 30) kept"
+    );
+    s.delete_secret(&a, t(70)).await.unwrap();
+    create(&s, &a).await;
+    assert!(s.list_failures(&a, v(3)).await.unwrap().is_empty());
+    assert_eq!(
+        s.list_failures(&b, v(2)).await.unwrap(),
+        [failure("c3", 2, i64::MAX as u64, 60, 61)],
+        "b's after the prune, untouched by a's delete"
     );
 }

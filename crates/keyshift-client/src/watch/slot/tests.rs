@@ -206,3 +206,44 @@ fn the_ttl_stays_below_half_the_overlap_and_at_least_one_second() {
     assert_eq!(effective_ttl(s(30), None), s(30));
     assert_eq!(effective_ttl(Duration::from_millis(10), None), MIN_TTL);
 }
+
+fn canary_event(seq: u64, current: u64, canary: u64) -> WatchEvent {
+    let mut ev = event(seq, current);
+    ev.labels.insert(Label::Canary, VersionNumber(canary));
+    ev
+}
+
+#[test]
+fn a_canary_is_read_as_this_consumer_and_ends_with_promote_or_rollback() {
+    // In the share: the server answers the canary's v2 to `current`.
+    let inside = synced_slot(1, 3);
+    assert_eq!(
+        inside.on_event(&canary_event(4, 1, 2)),
+        Decision::Fetch(Selector::Label(Label::Current))
+    );
+    assert_eq!(feed(&inside, &canary_event(5, 1, 2), 2), Outcome::Applied);
+    assert_eq!(inside.current().version, VersionNumber(2));
+    // Later events of the canary keep it; the rollback takes it back to v1.
+    assert_eq!(
+        inside.on_event(&canary_event(6, 1, 2)),
+        Decision::Record,
+        "holds the canary"
+    );
+    assert_eq!(feed(&inside, &event(7, 1), 1), Outcome::Applied);
+    assert_eq!(inside.current().version, VersionNumber(1));
+
+    // Outside the share: the server answers v1; it never sees v2 until
+    // Promote makes v2 everyone's `current`.
+    let outside = synced_slot(1, 3);
+    assert_eq!(
+        feed(&outside, &canary_event(4, 1, 2), 1),
+        Outcome::Unchanged
+    );
+    assert_eq!(
+        feed(&outside, &canary_event(5, 1, 2), 1),
+        Outcome::Unchanged
+    );
+    assert_eq!(outside.current().version, VersionNumber(1));
+    assert_eq!(feed(&outside, &event(6, 2), 2), Outcome::Applied);
+    assert_eq!(outside.current().version, VersionNumber(2));
+}
