@@ -250,5 +250,8 @@ async fn reads_name_a_valid_consumer_and_rotation_labels_are_not_for_hands() {
         )
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("set by canary rotations only"), "{err}");
+    assert!(
+        err.to_string().contains("set by canary rotations only"),
+        "{err}"
+    );
 }

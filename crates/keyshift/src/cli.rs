@@ -365,7 +365,8 @@ pub struct PutArgs {
 pub struct PolicyFlags {
     /// Default strategy of rotations: dual (old and new valid together
     /// during an overlap), blue-green (two login roles; what dual means for
-    /// postgres) or immediate (no overlap).
+    /// postgres), canary (dual, given first to a share of consumers and
+    /// rolled back on their failure reports) or immediate (no overlap).
     #[arg(long, value_name = "STRATEGY")]
     pub strategy: Option<Strategy>,
 
@@ -415,6 +416,21 @@ pub struct PolicyFlags {
     /// Attempts of one step before it counts as failed. Default 3.
     #[arg(long, value_name = "N")]
     pub max_attempts: Option<u32>,
+
+    /// canary: the percentage of consumers (1-100, by a stable hash of
+    /// their id) that get the new version first. Default 10.
+    #[arg(long, value_name = "PERCENT")]
+    pub canary_share: Option<u8>,
+
+    /// canary: how long the share uses the new version before everyone
+    /// gets it. Default 5m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub canary_observation: Option<std::time::Duration>,
+
+    /// canary: failures reported against the new version that are still
+    /// tolerated; one more rolls the rotation back. Default 0.
+    #[arg(long, value_name = "N")]
+    pub canary_max_failures: Option<u64>,
 }
 
 /// `keyshift secret policy`.

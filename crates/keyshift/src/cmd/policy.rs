@@ -76,6 +76,15 @@ pub fn with_flags(mut policy: Policy, flags: &PolicyFlags) -> anyhow::Result<Pol
     if let Some(n) = flags.max_attempts {
         policy.max_attempts = n;
     }
+    if let Some(n) = flags.canary_share {
+        policy.canary_share = n;
+    }
+    if let Some(d) = flags.canary_observation {
+        policy.canary_observation = d;
+    }
+    if let Some(n) = flags.canary_max_failures {
+        policy.canary_max_failures = n;
+    }
     policy.validate().context("invalid policy")?;
     Ok(policy)
 }
@@ -119,6 +128,9 @@ fn table(p: &Policy) -> Table {
         ("retry_backoff", human(p.retry_backoff)),
         ("circuit_failures", p.circuit_failures.to_string()),
         ("circuit_open", human(p.circuit_open)),
+        ("canary_share", format!("{}%", p.canary_share)),
+        ("canary_observation", human(p.canary_observation)),
+        ("canary_max_failures", p.canary_max_failures.to_string()),
     ] {
         t.row([k.to_owned(), v]);
     }
@@ -192,5 +204,30 @@ mod tests {
         assert!(e.to_string().contains("five"), "{e}");
         assert!(flags(&["--every", "1h", "--cron", "* * * * *"]).is_err());
         assert!(flags(&["--every", "1h", "--no-schedule"]).is_err());
+    }
+
+    #[test]
+    fn canary_settings_are_set_and_checked() {
+        let p = apply(
+            Policy::default(),
+            &[
+                "--strategy",
+                "canary",
+                "--canary-share",
+                "20",
+                "--canary-observation",
+                "10m",
+                "--canary-max-failures",
+                "2",
+            ],
+        )
+        .unwrap();
+        assert_eq!(p.strategy, Strategy::Canary);
+        assert_eq!(p.canary_share, 20);
+        assert_eq!(p.canary_observation, Duration::from_secs(600));
+        assert_eq!(p.canary_max_failures, 2);
+        let e = apply(Policy::default(), &["--canary-share", "0"]).unwrap_err();
+        assert!(format!("{e:#}").contains("canary_share"), "{e:#}");
+        assert!(flags(&["--canary-share", "300"]).is_err(), "not a u8");
     }
 }
