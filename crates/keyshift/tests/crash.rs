@@ -156,9 +156,10 @@ fn check_invariants(api: &Api, name: &str, user: &RedisUser, when: &str) {
     }
 }
 
-/// Runs one `dual` rotation, kills the server at `at`, restarts it, and
-/// checks how the rotation ends and that I1 and I2 held throughout.
-fn crash_at(url: &str, at: &str, refuse_verify: Option<&str>) -> String {
+/// Runs one rotation with `strategy` (`dual` or `canary`, observed for no
+/// time), kills the server at `at`, restarts it, and checks how the
+/// rotation ends and that I1 and I2 held throughout.
+fn crash_at(url: &str, at: &str, refuse_verify: Option<&str>, strategy: &str) -> String {
     let address = url.trim_start_matches("redis://").to_owned();
     let dir = tempfile::tempdir().unwrap();
     let token = init(dir.path());
@@ -180,7 +181,7 @@ fn crash_at(url: &str, at: &str, refuse_verify: Option<&str>) -> String {
         Some(json!({
             "name": name, "kind": "redis", "value": user.password,
             "target": {"address": address, "user": user.name},
-            "policy": {"min_overlap": "0s"},
+            "policy": {"min_overlap": "0s", "strategy": strategy, "canary_observation": "0s"},
         })),
     );
     assert_eq!(status, 201, "{body}");
@@ -234,8 +235,21 @@ fn killed_at_every_phase_boundary_the_rotation_completes() {
     for phase in ["precheck", "generate", "dual_accept", "promote", "revoke"] {
         for when in ["before", "after"] {
             let at = format!("{phase}:{when}");
-            assert_eq!(crash_at(&url, &at, None), "succeeded", "killed at {at}");
+            let status = crash_at(&url, &at, None, "dual");
+            assert_eq!(status, "succeeded", "killed at {at}");
         }
+    }
+}
+
+#[test]
+fn killed_around_a_canary_the_rotation_completes() {
+    let Some(url) = service(Service::Redis) else {
+        return;
+    };
+    for when in ["before", "after"] {
+        let at = format!("canary:{when}");
+        let status = crash_at(&url, &at, None, "canary");
+        assert_eq!(status, "succeeded", "killed at {at}");
     }
 }
 
@@ -247,7 +261,7 @@ fn killed_while_rolling_back_the_rollback_completes() {
     for when in ["before", "after"] {
         let at = format!("roll_back:{when}");
         assert_eq!(
-            crash_at(&url, &at, Some("dual_accept")),
+            crash_at(&url, &at, Some("dual_accept"), "dual"),
             "rolled_back",
             "killed at {at}"
         );
