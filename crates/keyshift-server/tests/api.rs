@@ -29,6 +29,40 @@ async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
     let long = "a".repeat(300);
     let cases: Vec<Case> = vec![
         (
+            Method::PUT,
+            format!("/v1/secrets/{name}:policy"),
+            Some(json!({"strategy": "blue-green"})),
+            Some("root"),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            Method::PUT,
+            format!("/v1/secrets/{name}:policy"),
+            Some(json!({"strategy": "canary", "canary_share": 0})),
+            Some("root"),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            Method::POST,
+            "/v1/failures".into(),
+            Some(json!({"reporter": "has space", "failures": []})),
+            Some("root"),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            Method::POST,
+            "/v1/failures".into(),
+            Some(
+                json!({"reporter": "c1", "failures": [{"secret": "test/nope", "version": 1, "count": 1}]}),
+            ),
+            Some("root"),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
             Method::GET,
             "/v1/secrets/test/nope:value".into(),
             None,

@@ -20,7 +20,7 @@ use super::{body, split_method, unknown_method, ApiJson};
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
 use crate::orchestrator::{
-    check_value_accepted, generate_value, has_external_target, validate_target,
+    check_strategy, check_value_accepted, generate_value, has_external_target, validate_target,
 };
 use crate::state::{now, AppState};
 
@@ -100,9 +100,7 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateSecret>,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Admin, &req.name)?;
-    req.policy
-        .validate()
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    check_policy(req.kind, &req.policy)?;
     let target = validate_target(req.kind, req.target)?;
     // The target config reads other secrets (an admin credential, a CA):
     // the caller must be allowed to administer them, or it could exfiltrate
@@ -405,6 +403,15 @@ async fn active_rotation(
 }
 
 /// `PUT /v1/secrets/{name}:policy`.
+/// A policy for a secret of `kind`: valid, with a strategy its target can
+/// do (checked again when a rotation starts with another strategy).
+fn check_policy(kind: SecretKind, policy: &Policy) -> Result<(), ApiError> {
+    policy
+        .validate()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    check_strategy(kind, policy.strategy).map(drop)
+}
+
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
@@ -417,9 +424,8 @@ pub async fn put(
         Some("policy") => {
             caller.require(Scope::Admin, &name)?;
             let policy: Policy = body::parse(&raw)?;
-            policy
-                .validate()
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            let kind = state.store.get_secret(&name).await?.kind;
+            check_policy(kind, &policy)?;
             state.store.update_policy(&name, &policy).await?;
             state
                 .audit(audit(&caller, "secret.policy", &name, None))
