@@ -188,6 +188,17 @@ Kinds:
            the SDK's KeyRing; a 401 is a failure
   redis    consumers authenticate as a throw-away ACL user on the local
            Redis (--redis) before every command; WRONGPASS is a failure
+  postgres consumers log in to PostgreSQL (--postgres) as the current
+           role of a blue-green pair, a fresh login per request, then
+           SELECT 1; a refused login is a failure (PostgreSQL must check
+           these roles' passwords: see docs/drill.md)
+  mariadb  consumers log in to MariaDB (--mariadb) as a throw-away user
+           with two passwords during the overlap, a fresh login per
+           request; Access denied is a failure
+  tls      consumers make a full TLS handshake per request to a service
+           serving keyshift's leaf through the SDK's resolver, verify it
+           against the CA and check it is not revoked; a failure is any
+           refused handshake or revoked leaf
 
 `--strategy immediate` is the control run: it revokes the old credential
 with no overlap, so it must show failures; a drill that cannot show a

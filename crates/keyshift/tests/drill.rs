@@ -129,6 +129,11 @@ fn api_key_drill_with_dual_fails_no_request() {
 }
 
 #[test]
+fn api_key_drill_with_canary_fails_no_request() {
+    Drill::api_key().check_no_failure(Some("canary"), "canary");
+}
+
+#[test]
 fn api_key_drill_with_immediate_sees_failures() {
     Drill::api_key().check_immediate_fails();
 }

@@ -239,7 +239,8 @@ fn round(x: f64) -> f64 {
 }
 
 /// For each completed Promote, the time until each consumer held the new
-/// version, measured from the start of Promote.
+/// version, measured from the start of Promote; a canary's share, which
+/// got it before Promote, from the start of the Canary phase.
 fn propagation(rotations: &[RotationInfo], applied: &[Applied]) -> Latency {
     let mut samples: Vec<f64> = Vec::new();
     for r in rotations {
@@ -250,10 +251,15 @@ fn propagation(rotations: &[RotationInfo], applied: &[Applied]) -> Latency {
             continue;
         };
         let start = promote.started_at.to_system();
+        let canary = r.phases.iter().find(|p| p.phase == Phase::Canary);
         for consumer in applied {
             if let Some((_, at)) = consumer.iter().find(|(v, _)| *v == new) {
+                let from = match canary {
+                    Some(c) if *at < start => c.started_at.to_system(),
+                    _ => start,
+                };
                 let ms = at
-                    .duration_since(start)
+                    .duration_since(from)
                     .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
                 samples.push(ms);
             }

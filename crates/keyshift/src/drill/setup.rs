@@ -141,10 +141,14 @@ impl Target {
 
 /// The secret's policy: the overlap asked for, and the strategy the kind's
 /// target is built for (blue-green for PostgreSQL, which keeps one password
-/// per role; dual elsewhere). `--strategy` overrides it per rotation.
+/// per role; dual elsewhere). `--strategy` overrides it per rotation; with
+/// `canary`, half the consumers get each new version first, for one
+/// overlap window.
 fn policy(args: &DrillArgs) -> Policy {
     Policy {
         min_overlap: args.overlap,
+        canary_share: 50,
+        canary_observation: args.overlap,
         max_overlap: args.overlap.max(std::time::Duration::from_secs(3600)),
         strategy: match args.kind {
             DrillKind::Postgres => Strategy::BlueGreen,
