@@ -10,16 +10,15 @@ use std::time::Duration;
 
 use keyshift_client::{ApiClient, Client, Selector, Watched};
 use keyshift_core::api::RotationInfo;
-use keyshift_core::api::{CreateSecret, StartRotation};
+use keyshift_core::api::StartRotation;
 use keyshift_core::rotation::{Phase, Status};
-use keyshift_core::{in_canary, Policy, SecretKind, SecretName, VersionNumber, VersionState};
-use support::{unique_name, wait_rotation, wait_version, TestServer};
+use keyshift_core::{in_canary, Policy, SecretName, VersionNumber, VersionState};
+use support::{create_api_key_with, wait_rotation, wait_version, TestServer};
 
 /// The share every test here uses.
 const SHARE: u8 = 25;
 
 async fn create_canary_secret(api: &ApiClient, observation: &str, tolerated: u64) -> SecretName {
-    let name = unique_name("canary");
     let policy: Policy = serde_json::from_value(serde_json::json!({
         "strategy": "canary",
         "canary_share": SHARE,
@@ -28,17 +27,7 @@ async fn create_canary_secret(api: &ApiClient, observation: &str, tolerated: u64
         "min_overlap": "0s",
     }))
     .unwrap();
-    api.create_secret(&CreateSecret {
-        name: name.clone(),
-        kind: SecretKind::ApiKey,
-        policy,
-        target: serde_json::Value::Null,
-        value: None,
-        generate: true,
-    })
-    .await
-    .unwrap();
-    name
+    create_api_key_with(api, "canary", policy).await
 }
 
 /// One SDK consumer: its own client (its own id) watching `name`.

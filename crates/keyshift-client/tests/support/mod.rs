@@ -87,11 +87,16 @@ fn policy(min_overlap: &str) -> Policy {
 
 /// Creates an `api-key` secret with a generated first value.
 pub async fn create_api_key(api: &ApiClient, prefix: &str, min_overlap: &str) -> SecretName {
+    create_api_key_with(api, prefix, policy(min_overlap)).await
+}
+
+/// Creates an `api-key` secret with `policy` and a generated first value.
+pub async fn create_api_key_with(api: &ApiClient, prefix: &str, policy: Policy) -> SecretName {
     let name = unique_name(prefix);
     api.create_secret(&CreateSecret {
         name: name.clone(),
         kind: SecretKind::ApiKey,
-        policy: policy(min_overlap),
+        policy,
         target: serde_json::Value::Null,
         value: None,
         generate: true,

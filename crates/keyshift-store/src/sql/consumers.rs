@@ -89,6 +89,16 @@ fn id_of(ids: &BTreeMap<String, i64>, name: &SecretName) -> Result<i64, StoreErr
         .ok_or_else(|| not_found_secret(name))
 }
 
+/// `table.count + excluded.count` in an upsert, saturating at `i64::MAX`
+/// (`excluded.count` is at least 1, so the subtraction cannot overflow).
+fn saturating_sum(table: &str) -> String {
+    let max = i64::MAX;
+    format!(
+        "CASE WHEN {table}.count > {max} - excluded.count THEN {max} \
+         ELSE {table}.count + excluded.count END"
+    )
+}
+
 /// `counts` resolved in the caller's transaction and summed per
 /// `(secret id, version)`, zero counts left out, sorted by key: a multi-row
 /// upsert may not touch a row twice, and sorted rows lock in one order.
@@ -231,16 +241,12 @@ impl SqlStore {
                 bind(&mut args, *version)?;
                 bind(&mut args, *n)?;
             }
-            // count + excluded.count, saturating at i64::MAX (excluded.count
-            // is at least 1, so the subtraction cannot overflow).
             let sql = format!(
                 "INSERT INTO usage_windows (secret_id, version, window_start, count) \
                  VALUES {} \
-                 ON CONFLICT (secret_id, version, window_start) DO UPDATE SET count = \
-                 CASE WHEN usage_windows.count > {max} - excluded.count THEN {max} \
-                 ELSE usage_windows.count + excluded.count END",
+                 ON CONFLICT (secret_id, version, window_start) DO UPDATE SET count = {}",
                 values.join(", "),
-                max = i64::MAX,
+                saturating_sum("usage_windows"),
             );
             sqlx::query_with(&sql, args).execute(&mut *tx).await?;
         }
@@ -277,11 +283,9 @@ impl SqlStore {
                  (secret_id, version, consumer_id, count, first_at, last_at) \
                  VALUES {} \
                  ON CONFLICT (secret_id, version, consumer_id) DO UPDATE SET \
-                 last_at = excluded.last_at, count = \
-                 CASE WHEN failure_reports.count > {max} - excluded.count THEN {max} \
-                 ELSE failure_reports.count + excluded.count END",
+                 last_at = excluded.last_at, count = {}",
                 values.join(", "),
-                max = i64::MAX,
+                saturating_sum("failure_reports"),
             );
             sqlx::query_with(&sql, args).execute(&mut *tx).await?;
         }
