@@ -11,21 +11,22 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use keyshift_core::rotation::{
-    Action, Event, FailureKind, Phase, PhaseOutcome, Rotation, Status, Step, StepOutput,
-    TransitionError,
+    Action, Event, FailureKind, GateVerdict, Phase, PhaseOutcome, Rotation, Status, Step,
+    StepOutput, TransitionError,
 };
-use keyshift_core::{Policy, Strategy, Timestamp, VersionNumber, VersionState};
+use keyshift_core::{OnTimeout, Policy, Strategy, Timestamp, VersionNumber, VersionState};
 use proptest::prelude::{any, prop, prop_compose, prop_oneof, proptest, Just, ProptestConfig};
 use support::{allowed_edge, labels, spec_allows_rollback, Harness, Start, World};
 
 const MAX_EVENTS: usize = 300;
 
 /// The phases that run a step (faults apply to their step).
-const STEP_PHASES: [Phase; 8] = [
+const STEP_PHASES: [Phase; 9] = [
     Phase::Precheck,
     Phase::Generate,
     Phase::DualAccept,
     Phase::Canary,
+    Phase::Overlap,
     Phase::Promote,
     Phase::Revoke,
     Phase::Replace,
@@ -73,12 +74,19 @@ struct Plan {
     crashes: Vec<Crash>,
     /// An operator asks to roll back the first time the rotation is here.
     rollback_at: Option<Phase>,
+    /// The overlap gate holds this many checks before it opens.
+    held_checks: u32,
+    /// What happens at `max_overlap` while the gate holds.
+    on_timeout: OnTimeout,
+    max_overlap_ms: u64,
 }
 
 impl Plan {
     fn policy(&self) -> Policy {
         Policy {
             min_overlap: Duration::from_millis(self.min_overlap_ms),
+            max_overlap: Duration::from_millis(self.min_overlap_ms.max(self.max_overlap_ms)),
+            on_timeout: self.on_timeout,
             max_attempts: self.max_attempts,
             rollback_on_failure: self.rollback_on_failure,
             ..Policy::default()
@@ -127,10 +135,14 @@ prop_compose! {
         fail_after_effect in any::<bool>(),
         faults in prop::collection::vec(fault(), 0..3),
         crashes in prop::collection::vec(crash(), 0..5),
-        rollback_at in prop::option::weighted(0.4, select(&[&STEP_PHASES[..], &[Phase::Overlap, Phase::Observe]].concat())),
+        rollback_at in prop::option::weighted(0.4, select(&[&STEP_PHASES[..], &[Phase::Observe]].concat())),
+        held_checks in 0u32..4,
+        on_timeout in select(&[OnTimeout::Hold, OnTimeout::Revoke]),
+        max_overlap_ms in 0u64..200_000,
     ) -> Plan {
         Plan { strategy, start, min_overlap_ms, max_attempts, rollback_on_failure, step_ms,
-               fail_after_effect, faults, crashes, rollback_at }
+               fail_after_effect, faults, crashes, rollback_at, held_checks, on_timeout,
+               max_overlap_ms }
     }
 }
 
@@ -139,6 +151,7 @@ fn run(plan: &Plan, with_crashes: bool) -> Harness {
     let mut h = Harness::new(plan.strategy, plan.start, plan.policy());
     let mut reports = HashMap::<Phase, u32>::new();
     let mut rollback_asked = false;
+    let mut held = 0;
     for event in 0..MAX_EVENTS {
         if plan.rollback_at == Some(h.rot.phase) && !rollback_asked {
             rollback_asked = true;
@@ -158,6 +171,15 @@ fn run(plan: &Plan, with_crashes: bool) -> Harness {
             Action::Run(_) if crash == Some(CrashPoint::AfterEffect) => {
                 h.perform(plan.step_ms);
                 h.crash();
+            }
+            Action::Run(Step::Gate { .. }) if held < plan.held_checks => {
+                held += 1;
+                let verdict = GateVerdict::Held {
+                    why: "a consumer holds the old version".to_owned(),
+                    stragglers: vec!["c1".to_owned()],
+                };
+                h.send(Event::StepSucceeded(StepOutput::Gate(verdict)))
+                    .expect("verdict accepted");
             }
             Action::Run(_) => {
                 let n = reports.entry(h.rot.phase).or_default();
@@ -383,16 +405,103 @@ fn overlap_waits_min_overlap_before_revoke() {
     h.crash();
     assert_eq!(h.action, Action::WaitUntil(deadline));
     h.wait();
+    assert_eq!(h.step(), gate(1, 2));
+    h.succeed();
     assert_eq!(h.step(), revoke(1, 2));
+    assert_eq!(h.rot.gate.passed_by.as_deref(), Some("gate"));
     h.finish();
     assert_eq!(h.action, Action::Finished(Status::Succeeded));
     assert_eq!(h.world.accepted, set([2]));
 }
 
+fn gate(old: u64, new: u64) -> Step {
+    Step::Gate {
+        old: VersionNumber(old),
+        new: VersionNumber(new),
+    }
+}
+
+fn held(who: &str) -> Event {
+    Event::StepSucceeded(StepOutput::Gate(GateVerdict::Held {
+        why: format!("{who} still holds v1"),
+        stragglers: vec![who.to_owned()],
+    }))
+}
+
+#[test]
+fn a_held_gate_checks_again_each_cycle_and_holds_past_max_overlap() {
+    let mut h = harness(Strategy::Dual, Start::Current, 30);
+    succeed_n(&mut h, 4); // ... Promote
+    h.wait(); // min_overlap
+    assert_eq!(h.step(), gate(1, 2));
+    h.send(held("pod-7")).unwrap();
+    let cycle = h.rot.policy.monitoring_cycle;
+    assert_eq!(h.action, Action::WaitUntil(h.now.saturating_add(cycle)));
+    assert_eq!(h.rot.gate.stragglers, ["pod-7"]);
+    assert!(h.rot.gate.held.as_deref().unwrap().contains("pod-7"));
+    h.crash();
+    assert!(matches!(h.action, Action::WaitUntil(_)), "a crash keeps waiting");
+    // Past max_overlap with on_timeout = hold (the default): still held.
+    h.now = h.rot.overlap_timeout().unwrap();
+    h.send(Event::Resume).unwrap();
+    assert_eq!(h.step(), gate(1, 2));
+    h.send(held("pod-7")).unwrap();
+    assert_eq!(h.rot.phase, Phase::Overlap);
+    assert_eq!(h.rot.history.last().unwrap().attempts, 0, "checks are not attempts");
+    // The consumer moved: the next check opens it.
+    h.wait();
+    h.succeed();
+    assert_eq!(h.step(), revoke(1, 2));
+    assert!(h.rot.gate.stragglers.is_empty());
+}
+
+#[test]
+fn on_timeout_revoke_passes_the_gate_at_max_overlap_naming_the_stragglers() {
+    let mut h = Harness::new(
+        Strategy::Dual,
+        Start::Current,
+        Policy {
+            min_overlap: Duration::from_secs(30),
+            max_overlap: Duration::from_secs(90),
+            on_timeout: OnTimeout::Revoke,
+            ..Policy::default()
+        },
+    );
+    succeed_n(&mut h, 4);
+    h.wait();
+    h.send(held("pod-7")).unwrap(); // at 30 s: next check at 60 s
+    h.wait();
+    h.send(held("pod-7")).unwrap(); // at 60 s: next check at the timeout, 90 s
+    assert_eq!(h.action, Action::WaitUntil(h.rot.overlap_timeout().unwrap()));
+    h.wait();
+    h.send(held("pod-7")).unwrap();
+    assert_eq!(h.step(), revoke(1, 2));
+    assert_eq!(h.rot.gate.passed_by.as_deref(), Some("max_overlap"));
+    assert_eq!(h.rot.gate.stragglers, ["pod-7"], "named in the record");
+}
+
+#[test]
+fn an_operator_advances_the_gate_only_in_overlap() {
+    let mut h = harness(Strategy::Dual, Start::Current, 3600);
+    succeed_n(&mut h, 2);
+    let refused = h.send(Event::AdvanceRequested);
+    assert_eq!(
+        refused,
+        Err(TransitionError::NotInOverlap {
+            phase: Phase::DualAccept
+        })
+    );
+    succeed_n(&mut h, 2);
+    assert_eq!(h.rot.phase, Phase::Overlap);
+    h.send(Event::AdvanceRequested).unwrap();
+    assert_eq!(h.step(), revoke(1, 2));
+    assert_eq!(h.rot.gate.passed_by.as_deref(), Some("operator"));
+}
+
 #[test]
 fn rollback_refused_once_revoke_started() {
     let mut h = harness(Strategy::Dual, Start::Current, 0);
-    succeed_n(&mut h, 4);
+    succeed_n(&mut h, 5); // ... the gate
     assert_eq!(h.step(), revoke(1, 2));
     let before = h.rot.clone();
     assert_eq!(h.request_rollback(), too_late(Phase::Revoke));
@@ -538,7 +647,7 @@ fn first_rotation_without_current_skips_overlap_and_revoke() {
 #[test]
 fn refused_revoke_fails_with_new_current_and_both_accepted() {
     let mut h = harness(Strategy::Dual, Start::Current, 0);
-    succeed_n(&mut h, 4);
+    succeed_n(&mut h, 5);
     h.fail(FailureKind::Refused, false);
     assert_eq!(
         h.rot.phase,

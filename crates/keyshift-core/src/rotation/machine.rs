@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::phase::{Phase, PhaseOutcome, PhaseRecord, RotationId, Status};
-use crate::policy::{Policy, Strategy};
+use crate::policy::{OnTimeout, Policy, Strategy};
 use crate::time::Timestamp;
 use crate::{SecretName, VersionNumber};
 
@@ -46,6 +46,15 @@ pub enum Step {
         /// The new credential.
         new: VersionNumber,
     },
+    /// The overlap gate, once `min_overlap` has passed: whether every live
+    /// consumer holds `new` and `old` went unused for a full monitoring
+    /// cycle. No side effects. Report [`StepOutput::Gate`].
+    Gate {
+        /// The credential to be revoked.
+        old: VersionNumber,
+        /// The credential consumers should hold.
+        new: VersionNumber,
+    },
     /// Make the target refuse `old`; verify `old` is refused and `new`
     /// works; mark `old` revoked.
     Revoke {
@@ -83,12 +92,49 @@ pub enum Step {
 }
 
 /// What a successful step reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StepOutput {
     /// The step has nothing to report.
     Done,
     /// Generate created (or found) this version.
     Generated(VersionNumber),
+    /// The overlap gate's verdict.
+    Gate(GateVerdict),
+}
+
+/// What the overlap gate found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum GateVerdict {
+    /// Every live consumer holds the new version and the old one was not
+    /// used for a full monitoring cycle: revoke.
+    Open,
+    /// Not yet.
+    Held {
+        /// Why, for operators (`2 consumers still hold v1`, `v1 used 12
+        /// times in the last cycle`); never a secret value.
+        why: String,
+        /// The live consumers that do not hold the new version.
+        stragglers: Vec<String>,
+    },
+}
+
+/// The overlap gate as a rotation records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gate {
+    /// When it was last checked.
+    pub checked_at: Option<Timestamp>,
+    /// When it is checked next (while held).
+    pub next_check: Option<Timestamp>,
+    /// Why it holds, at the last check (None: it did not).
+    pub held: Option<String>,
+    /// The live consumers that did not hold the new version at the last
+    /// check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stragglers: Vec<String>,
+    /// How the overlap ended: `gate` (the evidence said so),
+    /// `max_overlap` (timed out with `on_timeout = revoke`) or `operator`.
+    pub passed_by: Option<String>,
 }
 
 /// Whether a failed step may be tried again.
@@ -122,6 +168,8 @@ pub enum Event {
         /// Why, for the record.
         reason: String,
     },
+    /// An operator forced the overlap gate: revoke now.
+    AdvanceRequested,
 }
 
 /// What the driver must do next.
@@ -172,6 +220,12 @@ pub enum TransitionError {
         /// The current phase.
         phase: Phase,
     },
+    /// The gate was forced outside Overlap.
+    #[error("only a rotation in overlap can be advanced; this one is in {phase}")]
+    NotInOverlap {
+        /// The current phase.
+        phase: Phase,
+    },
 }
 
 /// One durable run of the state machine for one secret.
@@ -211,6 +265,9 @@ pub struct Rotation {
     /// downtime accepted), if they did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emergency: Option<String>,
+    /// The overlap gate: its last verdict and how the overlap ended.
+    #[serde(default)]
+    pub gate: Gate,
 }
 
 impl Rotation {
@@ -242,6 +299,7 @@ impl Rotation {
             created_at: now,
             history: vec![PhaseRecord::entered(Phase::Precheck, now)],
             emergency: None,
+            gate: Gate::default(),
         }
     }
 
@@ -268,6 +326,12 @@ impl Rotation {
     pub fn overlap_deadline(&self) -> Option<Timestamp> {
         self.promoted_at()
             .map(|t| t.saturating_add(self.policy.min_overlap))
+    }
+
+    /// When `on_timeout` decides: Promote's end plus `max_overlap`.
+    pub fn overlap_timeout(&self) -> Option<Timestamp> {
+        self.promoted_at()
+            .map(|t| t.saturating_add(self.policy.max_overlap))
     }
 
     /// `canary`: when the observation ends: the Canary step's end plus
@@ -303,6 +367,11 @@ impl Rotation {
                 self.expect_in_flight()?;
                 Ok(self.fail(kind, error, now))
             }
+            Event::AdvanceRequested if self.phase == Phase::Overlap => {
+                self.pass_gate("operator", now);
+                Ok(self.next_action(now))
+            }
+            Event::AdvanceRequested => Err(TransitionError::NotInOverlap { phase: self.phase }),
             // Already rolling back: asking again changes nothing.
             Event::RollbackRequested { .. } if self.phase == Phase::RollBack => {
                 Ok(self.next_action(now))
@@ -352,20 +421,23 @@ impl Rotation {
             }
             self.retry_at = None;
         }
-        // The waiting phases: wait out their deadline, then move on.
+        // The waiting phases: wait out their deadline; Observe then moves
+        // on, Overlap asks the gate (at most once per monitoring cycle).
         let waiting = match self.phase {
             Phase::Overlap => Some(self.overlap_deadline()),
             Phase::Observe => Some(self.observation_deadline()),
             _ => None,
         };
         if let Some(deadline) = waiting {
-            match deadline {
-                Some(deadline) if now < deadline => {
+            let next_check = self.gate.next_check.filter(|_| self.phase == Phase::Overlap);
+            match deadline.into_iter().chain(next_check).max() {
+                Some(at) if now < at => {
                     return Transition {
                         rotation: self,
-                        action: Action::WaitUntil(deadline),
+                        action: Action::WaitUntil(at),
                     };
                 }
+                _ if self.phase == Phase::Overlap => {}
                 _ => {
                     self.close_phase(PhaseOutcome::Ok, now);
                     let next = self.after(self.phase);
@@ -375,7 +447,8 @@ impl Rotation {
         }
         let step = self.step();
         self.in_flight = true;
-        if let Some(record) = self.history.last_mut() {
+        // Gate checks are not attempts: the overlap may take many.
+        if let (Some(record), false) = (self.history.last_mut(), matches!(step, Step::Gate { .. })) {
             record.attempts += 1;
         }
         Transition {
@@ -395,6 +468,11 @@ impl Rotation {
             Phase::Generate => Step::Generate,
             Phase::DualAccept => Step::DualAccept { old, new: new() },
             Phase::Canary => Step::Canary { new: new() },
+            Phase::Overlap => Step::Gate {
+                // Invariant: Overlap is entered only with an old version (see `after`).
+                old: old.expect("overlap has an old version"),
+                new: new(),
+            },
             Phase::Promote => Step::Promote { old, new: new() },
             Phase::Revoke => Step::Revoke {
                 // Invariant: Revoke is entered only with an old version (see `after`).
@@ -408,7 +486,7 @@ impl Rotation {
                 previous: self.prior_previous,
                 old_revoked: self.old_revoked,
             },
-            Phase::Overlap | Phase::Observe | Phase::Done | Phase::RolledBack | Phase::Failed => {
+            Phase::Observe | Phase::Done | Phase::RolledBack | Phase::Failed => {
                 unreachable!("no step in phase {}", self.phase)
             }
         }
@@ -421,7 +499,13 @@ impl Rotation {
     ) -> Result<Transition, TransitionError> {
         match (self.phase, output) {
             (Phase::Generate, StepOutput::Generated(v)) => self.new_version = Some(v),
-            (Phase::Generate, _) | (_, StepOutput::Generated(_)) => {
+            (Phase::Overlap, StepOutput::Gate(verdict)) => {
+                self.in_flight = false;
+                self.on_gate(verdict, now);
+                return Ok(self.next_action(now));
+            }
+            (Phase::Generate | Phase::Overlap, _)
+            | (_, StepOutput::Generated(_) | StepOutput::Gate(_)) => {
                 return Err(TransitionError::UnexpectedOutput { phase: self.phase })
             }
             _ => {}
@@ -463,17 +547,64 @@ impl Rotation {
         }
     }
 
+    /// Records the gate's verdict: open passes it; held waits a monitoring
+    /// cycle, or passes it at `max_overlap` when `on_timeout` says revoke.
+    fn on_gate(&mut self, verdict: GateVerdict, now: Timestamp) {
+        self.gate.checked_at = Some(now);
+        match verdict {
+            GateVerdict::Open => {
+                self.gate.held = None;
+                self.gate.stragglers.clear();
+                self.pass_gate("gate", now);
+            }
+            GateVerdict::Held { why, stragglers } => {
+                self.gate.held = Some(why);
+                self.gate.stragglers = stragglers;
+                let timeout = self.overlap_timeout();
+                let timed_out = timeout.is_some_and(|t| now >= t);
+                if timed_out && self.policy.on_timeout == OnTimeout::Revoke {
+                    self.pass_gate("max_overlap", now);
+                    return;
+                }
+                // Check again a cycle later, and at the timeout itself.
+                let mut next = now.saturating_add(self.policy.monitoring_cycle);
+                if let Some(t) = timeout.filter(|t| *t > now) {
+                    next = next.min(t);
+                }
+                self.gate.next_check = Some(next);
+            }
+        }
+    }
+
+    /// Ends the overlap: the gate passed (`by` says how); Revoke follows.
+    fn pass_gate(&mut self, by: &str, now: Timestamp) {
+        self.gate.passed_by = Some(by.to_owned());
+        self.gate.next_check = None;
+        self.in_flight = false;
+        self.close_phase(PhaseOutcome::Ok, now);
+        let next = self.after(self.phase);
+        self.enter(next, now);
+    }
+
     fn fail(mut self, kind: FailureKind, error: String, now: Timestamp) -> Transition {
         self.in_flight = false;
         let attempts = self.history.last().map_or(0, |r| r.attempts);
         if let Some(record) = self.history.last_mut() {
             record.error = Some(error.clone());
         }
-        // Rolling back must finish: it keeps trying, with capped backoff.
-        let retry = kind == FailureKind::Transient
-            && (self.phase == Phase::RollBack || attempts < self.policy.max_attempts);
+        // Rolling back must finish, and the gate has no side effect to
+        // give up on: both keep trying, with capped backoff.
+        let retry = self.phase == Phase::Overlap
+            || (kind == FailureKind::Transient
+                && (self.phase == Phase::RollBack || attempts < self.policy.max_attempts));
         if retry {
-            self.retry_at = Some(now.saturating_add(self.policy.backoff(attempts + 1)));
+            // Gate checks count no attempts: a failed one waits a cycle.
+            let wait = if self.phase == Phase::Overlap {
+                self.policy.monitoring_cycle
+            } else {
+                self.policy.backoff(attempts + 1)
+            };
+            self.retry_at = Some(now.saturating_add(wait));
             return self.next_action(now);
         }
         self.close_phase(PhaseOutcome::Failed, now);

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use keyshift_core::rotation::{
-    Action, Event, FailureKind, Phase, Rotation, Step, StepOutput, TransitionError,
+    Action, Event, FailureKind, GateVerdict, Phase, Rotation, Step, StepOutput, TransitionError,
 };
 use keyshift_core::{Policy, Strategy, Timestamp, VersionNumber, VersionState};
 
@@ -118,6 +118,9 @@ impl World {
                 self.accepted.insert(new.0);
             }
             Step::Canary { new } => self.labels.canary = Some(new.0),
+            // The model's consumers have all moved: the gate opens (the
+            // driver of the properties holds it some checks first).
+            Step::Gate { .. } => return StepOutput::Gate(GateVerdict::Open),
             Step::Promote { old, new } => self.labels = labels(Some(new.0), n(old)),
             Step::Revoke { old, .. } => {
                 self.accepted.remove(&old.0);
@@ -245,10 +248,15 @@ impl Harness {
         }
     }
 
-    /// I4: Revoke only after Promote was persisted and the overlap passed.
+    /// I4: Revoke only after Promote was persisted and the overlap gate
+    /// passed: after `min_overlap`, unless an operator forced it.
     fn check_i4(&self, old: VersionNumber, new: VersionNumber) {
         let stored: Rotation = serde_json::from_str(&self.stored).expect("deserialize");
         assert!(stored.promoted, "I4: revoke before promote was persisted");
+        assert!(
+            stored.gate.passed_by.is_some(),
+            "I4: revoke before the overlap gate passed"
+        );
         let promoted_at = self.promote_reported_at.expect("I4: promote reported");
         assert_eq!(
             stored.promoted_at(),
@@ -256,8 +264,9 @@ impl Harness {
             "promote's end recorded"
         );
         let deadline = promoted_at.saturating_add(stored.policy.min_overlap);
+        let forced = stored.gate.passed_by.as_deref() == Some("operator");
         assert!(
-            self.now >= deadline,
+            forced || self.now >= deadline,
             "I4: revoke at {:?} < {deadline:?}",
             self.now
         );
@@ -297,7 +306,11 @@ impl Harness {
         let error = format!("{kind:?} failure");
         self.send(Event::StepFailed { kind, error })
             .expect("failure accepted");
-        if self.rot.phase == phase {
+        if self.rot.phase == phase && phase == Phase::Overlap {
+            // A failed gate check is tried again a monitoring cycle later.
+            let at = self.now.saturating_add(self.rot.policy.monitoring_cycle);
+            assert_eq!(self.action, Action::WaitUntil(at), "gate retry");
+        } else if self.rot.phase == phase {
             assert_eq!(
                 kind,
                 FailureKind::Transient,
