@@ -409,6 +409,22 @@ impl ApiClient {
         self.cancel(id, "abort", reason).await
     }
 
+    /// `POST /v1/rotations/{id}:advance`: forces the overlap gate of a
+    /// rotation in Overlap: the old credential is revoked now, whatever
+    /// its consumers hold. `reason` goes to the audit log.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Api`] `conflict` when the rotation is not in
+    /// Overlap; `not_found`.
+    pub async fn advance(
+        &self,
+        id: &RotationId,
+        reason: Option<String>,
+    ) -> Result<RotationInfo, ClientError> {
+        self.cancel(id, "advance", reason).await
+    }
+
     /// `POST /v1/tokens`: creates a token. The answer is the only time its
     /// secret is shown.
     ///

@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::rotation::{Phase, PhaseRecord, Rotation, RotationId, Status};
+use crate::rotation::{Gate, Phase, PhaseRecord, Rotation, RotationId, Status};
 use crate::{
     Label, Policy, Schedule, SecretKind, SecretName, SecretValue, Strategy, Timestamp,
     VersionNumber, VersionState,
@@ -252,6 +252,10 @@ pub struct RotationInfo {
     /// moved (downtime accepted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emergency: Option<String>,
+    /// The overlap gate: last check, why it holds, the stragglers, how the
+    /// overlap ended.
+    #[serde(default)]
+    pub gate: Gate,
 }
 
 impl From<&Rotation> for RotationInfo {
@@ -268,6 +272,7 @@ impl From<&Rotation> for RotationInfo {
             created_at: r.created_at,
             phases: r.history.clone(),
             emergency: r.emergency.clone(),
+            gate: r.gate.clone(),
         }
     }
 }

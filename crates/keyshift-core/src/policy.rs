@@ -105,9 +105,15 @@ pub struct Policy {
     pub max_overlap: Duration,
     /// What to do when `max_overlap` passes first.
     pub on_timeout: OnTimeout,
-    /// How often usage is sampled for the overlap gate. Default 30 s.
+    /// How often the overlap gate is checked once `min_overlap` has
+    /// passed. Default 30 s.
     #[serde(with = "human_duration")]
     pub monitoring_cycle: Duration,
+    /// A consumer not heard from for this long is stale: it no longer
+    /// holds the overlap gate. Default 15 s, three missed heartbeats of
+    /// the SDK's 5 s default.
+    #[serde(with = "human_duration")]
+    pub consumer_stale_after: Duration,
     /// Roll back on its own when a verification fails. Default true.
     pub rollback_on_failure: bool,
     /// Attempts of one step before it counts as failed. Default 3: a blip
@@ -147,6 +153,7 @@ impl Default for Policy {
             max_overlap: Duration::from_secs(24 * 3600),
             on_timeout: OnTimeout::Hold,
             monitoring_cycle: Duration::from_secs(30),
+            consumer_stale_after: Duration::from_secs(15),
             rollback_on_failure: true,
             max_attempts: 3,
             retry_backoff: Duration::from_secs(2),
@@ -177,8 +184,8 @@ pub enum PolicyError {
         /// The value given.
         actual: u32,
     },
-    /// `monitoring_cycle` is zero.
-    #[error("monitoring_cycle must be longer than zero")]
+    /// `monitoring_cycle` or `consumer_stale_after` is zero.
+    #[error("monitoring_cycle and consumer_stale_after must be longer than zero")]
     ZeroCycle,
     /// `retry_backoff` is zero or longer than a minute.
     #[error("retry_backoff must be between 1ms and 1m")]
@@ -213,7 +220,7 @@ impl Policy {
                 actual: self.max_attempts,
             });
         }
-        if self.monitoring_cycle.is_zero() {
+        if self.monitoring_cycle.is_zero() || self.consumer_stale_after.is_zero() {
             return Err(PolicyError::ZeroCycle);
         }
         if self.retry_backoff.is_zero() || self.retry_backoff > Duration::from_secs(60) {

@@ -440,14 +440,21 @@ fn a_held_gate_checks_again_each_cycle_and_holds_past_max_overlap() {
     assert_eq!(h.rot.gate.stragglers, ["pod-7"]);
     assert!(h.rot.gate.held.as_deref().unwrap().contains("pod-7"));
     h.crash();
-    assert!(matches!(h.action, Action::WaitUntil(_)), "a crash keeps waiting");
+    assert!(
+        matches!(h.action, Action::WaitUntil(_)),
+        "a crash keeps waiting"
+    );
     // Past max_overlap with on_timeout = hold (the default): still held.
     h.now = h.rot.overlap_timeout().unwrap();
     h.send(Event::Resume).unwrap();
     assert_eq!(h.step(), gate(1, 2));
     h.send(held("pod-7")).unwrap();
     assert_eq!(h.rot.phase, Phase::Overlap);
-    assert_eq!(h.rot.history.last().unwrap().attempts, 0, "checks are not attempts");
+    assert_eq!(
+        h.rot.history.last().unwrap().attempts,
+        0,
+        "checks are not attempts"
+    );
     // The consumer moved: the next check opens it.
     h.wait();
     h.succeed();
@@ -472,7 +479,10 @@ fn on_timeout_revoke_passes_the_gate_at_max_overlap_naming_the_stragglers() {
     h.send(held("pod-7")).unwrap(); // at 30 s: next check at 60 s
     h.wait();
     h.send(held("pod-7")).unwrap(); // at 60 s: next check at the timeout, 90 s
-    assert_eq!(h.action, Action::WaitUntil(h.rot.overlap_timeout().unwrap()));
+    assert_eq!(
+        h.action,
+        Action::WaitUntil(h.rot.overlap_timeout().unwrap())
+    );
     h.wait();
     h.send(held("pod-7")).unwrap();
     assert_eq!(h.step(), revoke(1, 2));

@@ -428,6 +428,21 @@ pub struct PolicyFlags {
     #[arg(long, value_name = "N")]
     pub max_attempts: Option<u32>,
 
+    /// What happens when max-overlap passes while live consumers still hold
+    /// the old version: hold (keep the old credential valid, the default)
+    /// or revoke (revoke it, naming the stragglers).
+    #[arg(long, value_name = "hold|revoke", value_parser = parse_on_timeout)]
+    pub on_timeout: Option<keyshift_core::OnTimeout>,
+
+    /// How often the overlap gate is checked after min-overlap. Default 30s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub monitoring_cycle: Option<std::time::Duration>,
+
+    /// A consumer not heard from for this long no longer holds the overlap
+    /// gate. Default 15s (three missed heartbeats of the SDK's default).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub consumer_stale_after: Option<std::time::Duration>,
+
     /// canary: the percentage of consumers (1-100, by a stable hash of
     /// their id) that get the new version first. Default 10.
     #[arg(long, value_name = "PERCENT")]
@@ -442,6 +457,14 @@ pub struct PolicyFlags {
     /// tolerated; one more rolls the rotation back. Default 0.
     #[arg(long, value_name = "N")]
     pub canary_max_failures: Option<u64>,
+}
+
+fn parse_on_timeout(s: &str) -> Result<keyshift_core::OnTimeout, String> {
+    match s {
+        "hold" => Ok(keyshift_core::OnTimeout::Hold),
+        "revoke" => Ok(keyshift_core::OnTimeout::Revoke),
+        _ => Err(format!("`{s}`: expected hold or revoke")),
+    }
 }
 
 /// `keyshift secret policy`.
@@ -591,6 +614,18 @@ Example:
 
     /// Abort a rotation (a rollback recorded as an abort).
     Abort(CancelArgs),
+
+    /// Force the overlap gate: revoke the old credential now.
+    #[command(long_about = "\
+Force the overlap gate of a rotation in Overlap: the old credential is
+revoked now, even though some live consumers (named in `keyshift rotation
+show ID`) have not reported the new version or `min_overlap` has not
+passed. Those consumers fail until they move. Recorded in the audit log
+(`rotation.advance`) with the stragglers and the reason.
+
+Example:
+  keyshift rotation advance r-4f1c2a --reason \"pod-7 is decommissioned\"")]
+    Advance(CancelArgs),
 }
 
 /// `keyshift rotation show`.
@@ -621,7 +656,7 @@ pub struct RotationLsArgs {
     pub output: OutputArgs,
 }
 
-/// `keyshift rotation rollback` and `abort`.
+/// `keyshift rotation rollback`, `abort` and `advance`.
 #[derive(Debug, Clone, Args)]
 pub struct CancelArgs {
     /// The rotation's id.

@@ -380,6 +380,7 @@ mod tests {
             created_at: Timestamp::from_millis(0),
             phases,
             emergency: None,
+            gate: Default::default(),
         }
     }
 

@@ -429,7 +429,10 @@ impl Rotation {
             _ => None,
         };
         if let Some(deadline) = waiting {
-            let next_check = self.gate.next_check.filter(|_| self.phase == Phase::Overlap);
+            let next_check = self
+                .gate
+                .next_check
+                .filter(|_| self.phase == Phase::Overlap);
             match deadline.into_iter().chain(next_check).max() {
                 Some(at) if now < at => {
                     return Transition {
@@ -448,7 +451,8 @@ impl Rotation {
         let step = self.step();
         self.in_flight = true;
         // Gate checks are not attempts: the overlap may take many.
-        if let (Some(record), false) = (self.history.last_mut(), matches!(step, Step::Gate { .. })) {
+        if let (Some(record), false) = (self.history.last_mut(), matches!(step, Step::Gate { .. }))
+        {
             record.attempts += 1;
         }
         Transition {

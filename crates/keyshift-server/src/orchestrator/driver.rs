@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use keyshift_core::rotation::{Action, Event, Rotation};
+use keyshift_core::rotation::{Action, Event, Phase, Rotation};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::{steps, Orchestrator, RollbackOrder};
+use super::{gate_detail, steps, Orchestrator, Order, OrderKind};
 use crate::state::now;
 
 /// Longest wait between attempts to persist while the store is down.
@@ -20,7 +20,7 @@ const MAX_PERSIST_BACKOFF: Duration = Duration::from_secs(5);
 pub(super) async fn drive(
     orch: &Orchestrator,
     rotation: Rotation,
-    mut orders: mpsc::Receiver<RollbackOrder>,
+    mut orders: mpsc::Receiver<Order>,
 ) {
     let span = tracing::info_span!("rotation", id = %rotation.id, secret = %rotation.secret);
     async move {
@@ -34,11 +34,7 @@ pub(super) async fn drive(
     .await
 }
 
-async fn run(
-    orch: &Orchestrator,
-    mut rotation: Rotation,
-    orders: &mut mpsc::Receiver<RollbackOrder>,
-) {
+async fn run(orch: &Orchestrator, mut rotation: Rotation, orders: &mut mpsc::Receiver<Order>) {
     let mut event = Event::Resume;
     let mut pending_reply = None;
     loop {
@@ -48,7 +44,7 @@ async fn run(
             Err(e) => {
                 // Only an operator's order can be refused here.
                 if let Some(reply) = pending_reply.take() {
-                    let _ = RollbackOrder::answer(reply, Err(e));
+                    let _ = Order::answer(reply, Err(e));
                 } else {
                     tracing::error!(error = %e, "state machine refused an event");
                 }
@@ -62,10 +58,28 @@ async fn run(
             return;
         }
         if let Some(reply) = pending_reply.take() {
-            let _ = RollbackOrder::answer(reply, Ok(rotation.clone()));
+            let _ = Order::answer(reply, Ok(rotation.clone()));
         }
         if before.phase != rotation.phase {
             tracing::info!(from = %before.phase, to = %rotation.phase, "phase");
+        }
+        // The gate passed on its own (the operator's advance is audited by
+        // the order): say how, and who had not moved.
+        let passed = before.phase == Phase::Overlap && rotation.phase == Phase::Revoke;
+        if passed && rotation.gate.passed_by.as_deref() != Some("operator") {
+            orch.audit(
+                &rotation,
+                "keyshift",
+                "rotation.gate",
+                "ok",
+                gate_detail(&rotation),
+            )
+            .await;
+        }
+        if rotation.gate.checked_at != before.gate.checked_at {
+            if let Some(why) = &rotation.gate.held {
+                tracing::warn!(held = %why, next_check = ?rotation.gate.next_check, "overlap gate held");
+            }
         }
         match transition.action {
             Action::Finished(status) => {
@@ -87,7 +101,7 @@ async fn run(
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => event = Event::Resume,
                     Some(order) = orders.recv() => {
-                        event = Event::RollbackRequested { reason: order.reason };
+                        event = order.kind.into_event();
                         pending_reply = Some(order.reply);
                     }
                 }
@@ -96,9 +110,7 @@ async fn run(
                 // An operator's rollback that arrived during the last step
                 // is applied before the next side effect.
                 if let Ok(order) = orders.try_recv() {
-                    event = Event::RollbackRequested {
-                        reason: order.reason,
-                    };
+                    event = order.kind.into_event();
                     pending_reply = Some(order.reply);
                     continue;
                 }
@@ -127,7 +139,16 @@ async fn run(
     }
 }
 
-impl RollbackOrder {
+impl OrderKind {
+    fn into_event(self) -> Event {
+        match self {
+            OrderKind::Rollback(reason) => Event::RollbackRequested { reason },
+            OrderKind::Advance(_) => Event::AdvanceRequested,
+        }
+    }
+}
+
+impl Order {
     fn answer(
         reply: tokio::sync::oneshot::Sender<
             Result<Rotation, keyshift_core::rotation::TransitionError>,

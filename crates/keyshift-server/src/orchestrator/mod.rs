@@ -43,9 +43,18 @@ impl Drop for DriverGuard {
 }
 
 /// A request from the API to a rotation's driver.
-struct RollbackOrder {
-    reason: String,
+struct Order {
+    /// What is asked: a rollback (with its reason) or forcing the gate.
+    kind: OrderKind,
     reply: oneshot::Sender<Result<Rotation, TransitionError>>,
+}
+
+/// What an [`Order`] asks.
+enum OrderKind {
+    /// Roll back, for this reason.
+    Rollback(String),
+    /// Force the overlap gate: revoke now (the operator's reason, if any).
+    Advance(Option<String>),
 }
 
 /// Starts and drives rotations. Cheap to clone.
@@ -56,7 +65,7 @@ pub struct Orchestrator {
 
 struct Inner {
     store: Arc<dyn Store>,
-    drivers: Mutex<HashMap<RotationId, mpsc::Sender<RollbackOrder>>>,
+    drivers: Mutex<HashMap<RotationId, mpsc::Sender<Order>>>,
     hooks: TestHooks,
     shutdown: CancellationToken,
 }
@@ -115,6 +124,20 @@ fn same_secret(existing: Rotation, name: &SecretName) -> Result<Rotation, ApiErr
             existing.id
         )))
     }
+}
+
+/// How the overlap gate was passed, and who had not moved, for the audit log.
+fn gate_detail(rotation: &Rotation) -> Option<String> {
+    let gate = &rotation.gate;
+    let by = gate.passed_by.as_deref()?;
+    Some(if gate.stragglers.is_empty() {
+        format!("overlap ended by {by}")
+    } else {
+        format!(
+            "overlap ended by {by}; stragglers: {}",
+            gate.stragglers.join(", ")
+        )
+    })
 }
 
 /// Makes a new value of `kind` from 256 bits of the OS's randomness.
@@ -374,11 +397,45 @@ impl Orchestrator {
         actor: &str,
         verb: &str,
     ) -> Result<Rotation, ApiError> {
+        self.order(id, OrderKind::Rollback(reason), actor, verb)
+            .await
+    }
+
+    /// Asks the rotation's driver to force the overlap gate: the old
+    /// credential is revoked now, whatever the consumers hold. `reason`
+    /// goes to the audit log.
+    ///
+    /// # Errors
+    ///
+    /// 409 when the rotation is not in Overlap.
+    pub async fn request_advance(
+        &self,
+        id: &RotationId,
+        actor: &str,
+        reason: Option<String>,
+    ) -> Result<Rotation, ApiError> {
+        self.order(id, OrderKind::Advance(reason), actor, "advance")
+            .await
+    }
+
+    /// Sends `kind` to the rotation's driver and audits the answer as
+    /// `rotation.<verb>`.
+    async fn order(
+        &self,
+        id: &RotationId,
+        kind: OrderKind,
+        actor: &str,
+        verb: &str,
+    ) -> Result<Rotation, ApiError> {
+        let advance_reason = match &kind {
+            OrderKind::Advance(Some(why)) => Some(why.clone()),
+            _ => None,
+        };
         let sender = self.driver(id);
         let result = match sender {
             Some(sender) => {
                 let (reply, answer) = oneshot::channel();
-                let order = RollbackOrder { reason, reply };
+                let order = Order { kind, reply };
                 if sender.send(order).await.is_err() {
                     return Err(ApiError::Conflict(format!("rotation {id} has ended")));
                 }
@@ -405,27 +462,26 @@ impl Orchestrator {
         };
         match result {
             Ok(rotation) => {
-                self.audit(
-                    &rotation,
-                    actor,
-                    &format!("rotation.{verb}"),
-                    "ok",
-                    rotation.reason.clone(),
-                )
-                .await;
+                let detail = match &advance_reason {
+                    Some(why) => gate_detail(&rotation)
+                        .map(|d| format!("{d}; {why}"))
+                        .or_else(|| Some(why.clone())),
+                    None if verb == "advance" => gate_detail(&rotation),
+                    None => rotation.reason.clone(),
+                };
+                self.audit(&rotation, actor, &format!("rotation.{verb}"), "ok", detail)
+                    .await;
                 Ok(rotation)
             }
             Err(e) => Err(ApiError::Conflict(e.to_string())),
         }
     }
 
-    fn driver(&self, id: &RotationId) -> Option<mpsc::Sender<RollbackOrder>> {
+    fn driver(&self, id: &RotationId) -> Option<mpsc::Sender<Order>> {
         self.lock_drivers().get(id).cloned()
     }
 
-    fn lock_drivers(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<RotationId, mpsc::Sender<RollbackOrder>>> {
+    fn lock_drivers(&self) -> std::sync::MutexGuard<'_, HashMap<RotationId, mpsc::Sender<Order>>> {
         // A poisoned map only means a driver panicked mid-insert; the map
         // itself is still consistent.
         self.inner

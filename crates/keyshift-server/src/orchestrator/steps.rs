@@ -4,7 +4,7 @@
 //! and each store or target call it makes has the same effect done twice
 //! as once.
 
-use keyshift_core::rotation::{Event, FailureKind, Rotation, Step, StepOutput};
+use keyshift_core::rotation::{Event, FailureKind, GateVerdict, Rotation, Step, StepOutput};
 use keyshift_core::{Label, SecretValue, Strategy, VersionNumber, VersionState};
 use keyshift_store::{SecretRecord, Store, StoreError, VersionSelector};
 use keyshift_targets::{Target, TargetError, Verdict};
@@ -156,6 +156,7 @@ pub(super) async fn perform(
             .await?;
             Ok(StepOutput::Done)
         }
+        Step::Gate { new, .. } => gate(&ctx, rotation, new).await,
         Step::Revoke { old, new } => revoke(&ctx, old, new).await,
         Step::Replace { old, new } => replace(&ctx, old, new).await,
         Step::RollBack {
@@ -173,6 +174,46 @@ pub(super) async fn perform(
             roll_back(&ctx, old, new, previous).await
         }
     }
+}
+
+/// The overlap gate's evidence today: every live consumer (heard from
+/// within `consumer_stale_after`) reports holding `new`. Usage counts are
+/// not read yet (see the README's known limits).
+async fn gate(
+    ctx: &Ctx<'_>,
+    rotation: &Rotation,
+    new: VersionNumber,
+) -> Result<StepOutput, StepFailure> {
+    let stale_after =
+        i64::try_from(rotation.policy.consumer_stale_after.as_millis()).unwrap_or(i64::MAX);
+    let live_since = now().as_millis().saturating_sub(stale_after);
+    let stragglers: Vec<String> = ctx
+        .store
+        .list_consumers(&ctx.secret.name)
+        .await?
+        .into_iter()
+        .filter(|c| c.last_seen.as_millis() >= live_since && c.version.is_some_and(|v| v != new))
+        .map(|c| c.consumer_id)
+        .collect();
+    if stragglers.is_empty() {
+        return Ok(StepOutput::Gate(GateVerdict::Open));
+    }
+    let why = format!(
+        "{} live consumer(s) do not hold version {new} yet: {}",
+        stragglers.len(),
+        named(&stragglers)
+    );
+    Ok(StepOutput::Gate(GateVerdict::Held { why, stragglers }))
+}
+
+/// The first few of `ids`, for a message.
+fn named<S: AsRef<str>>(ids: &[S]) -> String {
+    const NAMED: usize = 5;
+    let mut who: Vec<&str> = ids.iter().take(NAMED).map(AsRef::as_ref).collect();
+    if ids.len() > NAMED {
+        who.push("...");
+    }
+    who.join(", ")
 }
 
 /// A canary's verdict before everyone gets `new`: refused when its share
@@ -199,20 +240,12 @@ pub(crate) fn canary_failures(
     if total <= tolerated {
         return None;
     }
-    const NAMED: usize = 5;
-    let mut who: Vec<&str> = reports
-        .iter()
-        .take(NAMED)
-        .map(|r| r.consumer_id.as_str())
-        .collect();
-    if reports.len() > NAMED {
-        who.push("...");
-    }
+    let who: Vec<&str> = reports.iter().map(|r| r.consumer_id.as_str()).collect();
     Some(format!(
         "canary: {total} failures reported against version {} by {} consumer(s) ({}); {tolerated} tolerated",
         reports[0].version,
         reports.len(),
-        who.join(", ")
+        named(&who)
     ))
 }
 

@@ -73,7 +73,7 @@ pub async fn get(
     Ok(Json(RotationInfo::from(&rotation)))
 }
 
-/// `POST /v1/rotations/{id}:rollback` and `:abort`.
+/// `POST /v1/rotations/{id}:rollback`, `:abort` and `:advance`.
 pub async fn post(
     State(state): State<AppState>,
     caller: Caller,
@@ -82,11 +82,11 @@ pub async fn post(
 ) -> Result<(StatusCode, Json<RotationInfo>), ApiError> {
     let (id, method) = split_method(&id);
     let verb = match method {
-        Some(m @ ("rollback" | "abort")) => m,
+        Some(m @ ("rollback" | "abort" | "advance")) => m,
         Some(m) => return Err(unknown_method(m)),
         None => {
             return Err(ApiError::BadRequest(
-                "POST needs a method: `:rollback` or `:abort`".to_owned(),
+                "POST needs a method: `:rollback`, `:abort` or `:advance`".to_owned(),
             ))
         }
     };
@@ -98,6 +98,13 @@ pub async fn post(
     };
     let rotation = state.store.get_rotation(&id).await?;
     caller.require(Scope::Rotate, &rotation.secret)?;
+    if verb == "advance" {
+        let rotation = state
+            .orchestrator
+            .request_advance(&id, &caller.actor(), req.reason)
+            .await?;
+        return Ok((StatusCode::ACCEPTED, Json(RotationInfo::from(&rotation))));
+    }
     let reason = match (verb, req.reason) {
         ("abort", Some(r)) => format!("aborted by {}: {r}", caller.actor()),
         ("abort", None) => format!("aborted by {}", caller.actor()),

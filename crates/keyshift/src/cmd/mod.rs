@@ -58,6 +58,9 @@ async fn api_command(client: &ApiClient, command: &Command) -> anyhow::Result<Ex
         Command::Rotation(RotationCommand::Abort(a)) => {
             rotate::cancel(client, a, rotate::Cancel::Abort).await
         }
+        Command::Rotation(RotationCommand::Advance(a)) => {
+            rotate::cancel(client, a, rotate::Cancel::Advance).await
+        }
         Command::Token(TokenCommand::Create(a)) => token::create(client, a).await,
     }
 }

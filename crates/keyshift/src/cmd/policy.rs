@@ -76,6 +76,15 @@ pub fn with_flags(mut policy: Policy, flags: &PolicyFlags) -> anyhow::Result<Pol
     if let Some(n) = flags.max_attempts {
         policy.max_attempts = n;
     }
+    if let Some(o) = flags.on_timeout {
+        policy.on_timeout = o;
+    }
+    if let Some(d) = flags.monitoring_cycle {
+        policy.monitoring_cycle = d;
+    }
+    if let Some(d) = flags.consumer_stale_after {
+        policy.consumer_stale_after = d;
+    }
     if let Some(n) = flags.canary_share {
         policy.canary_share = n;
     }
@@ -123,6 +132,7 @@ fn table(p: &Policy) -> Table {
         ("max_overlap", human(p.max_overlap)),
         ("on_timeout", on_timeout),
         ("monitoring_cycle", human(p.monitoring_cycle)),
+        ("consumer_stale_after", human(p.consumer_stale_after)),
         ("rollback_on_failure", p.rollback_on_failure.to_string()),
         ("max_attempts", p.max_attempts.to_string()),
         ("retry_backoff", human(p.retry_backoff)),
@@ -226,6 +236,22 @@ mod tests {
         assert_eq!(p.canary_share, 20);
         assert_eq!(p.canary_observation, Duration::from_secs(600));
         assert_eq!(p.canary_max_failures, 2);
+        let p = apply(
+            Policy::default(),
+            &[
+                "--on-timeout",
+                "revoke",
+                "--monitoring-cycle",
+                "5s",
+                "--consumer-stale-after",
+                "1m",
+            ],
+        )
+        .unwrap();
+        assert_eq!(p.on_timeout, keyshift_core::OnTimeout::Revoke);
+        assert_eq!(p.monitoring_cycle, Duration::from_secs(5));
+        assert_eq!(p.consumer_stale_after, Duration::from_secs(60));
+        assert!(flags(&["--on-timeout", "later"]).is_err());
         let e = apply(Policy::default(), &["--canary-share", "0"]).unwrap_err();
         assert!(format!("{e:#}").contains("canary_share"), "{e:#}");
         assert!(flags(&["--canary-share", "300"]).is_err(), "not a u8");

@@ -113,6 +113,18 @@ fn describe(rot: &RotationInfo) -> String {
     ]);
     t.row(["reason:".to_owned(), or_dash(rot.reason.as_ref())]);
     t.row(["created:".to_owned(), ts(rot.created_at)]);
+    let gate = &rot.gate;
+    if let Some(by) = &gate.passed_by {
+        t.row(["overlap:".to_owned(), format!("ended by {by}")]);
+    } else if let Some(why) = &gate.held {
+        let next = gate
+            .next_check
+            .map_or_else(String::new, |n| format!("; next check {}", ts(n)));
+        t.row(["gate:".to_owned(), format!("held: {why}{next}")]);
+    }
+    if !gate.stragglers.is_empty() {
+        t.row(["stragglers:".to_owned(), gate.stragglers.join(", ")]);
+    }
     t.render()
 }
 
@@ -185,9 +197,11 @@ pub enum Cancel {
     Rollback,
     /// `rotation abort`.
     Abort,
+    /// `rotation advance`: not a cancel, but the same shape of order.
+    Advance,
 }
 
-/// `rotation rollback` and `rotation abort`.
+/// `rotation rollback`, `rotation abort` and `rotation advance`.
 pub async fn cancel(
     client: &ApiClient,
     args: &CancelArgs,
@@ -199,6 +213,10 @@ pub async fn cancel(
             "rollback",
         ),
         Cancel::Abort => (client.abort(&args.id, args.reason.clone()).await, "abort"),
+        Cancel::Advance => (
+            client.advance(&args.id, args.reason.clone()).await,
+            "advance",
+        ),
     };
     let rot = result.with_context(|| format!("cannot {verb} rotation {}", args.id))?;
     match args.output.output {
@@ -247,6 +265,7 @@ mod tests {
             created_at: Timestamp::from_millis(0),
             phases,
             emergency: None,
+            gate: Default::default(),
         }
     }
 

@@ -147,6 +147,8 @@ impl Target {
 fn policy(args: &DrillArgs) -> Policy {
     Policy {
         min_overlap: args.overlap,
+        // The gate is checked again each overlap window, not every 30 s.
+        monitoring_cycle: args.overlap.max(std::time::Duration::from_millis(100)),
         canary_share: 50,
         canary_observation: args.overlap,
         max_overlap: args.overlap.max(std::time::Duration::from_secs(3600)),

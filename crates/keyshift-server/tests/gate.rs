@@ -1,0 +1,193 @@
+//! The overlap gate on consumers' evidence: a live consumer that still
+//! holds the old version holds the revocation past `min_overlap`; when it
+//! moves, or goes stale, the rotation proceeds; at `max_overlap`,
+//! `on_timeout` revokes (naming the stragglers) or holds; an operator may
+//! force it. Consumers here are real heartbeats to the real API.
+
+mod support;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use support::{start_rotation, unique_secret, TestServer};
+
+async fn create(server: &TestServer, policy: Value) -> String {
+    let name = unique_secret("gate");
+    let body = json!({"name": name, "kind": "api-key", "generate": true, "policy": policy});
+    let (status, answer) = server.call(Method::POST, "/v1/secrets", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    name
+}
+
+async fn heartbeat(server: &TestServer, consumer: &str, name: &str, version: u64) {
+    let beat = json!({"consumer_id": consumer, "holds": [{"secret": name, "version": version}]});
+    let (status, answer) = server
+        .call(Method::POST, "/v1/consumers/heartbeat", Some(beat))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
+}
+
+async fn rotation(server: &TestServer, id: &str) -> Value {
+    let (status, body) = server
+        .call(Method::GET, &format!("/v1/rotations/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// Polls until the gate has held `checks` times or more (each check
+/// records `checked_at`; bounded).
+async fn wait_held(server: &TestServer, id: &str) -> Value {
+    for _ in 0..400 {
+        let r = rotation(server, id).await;
+        if r["gate"]["held"].is_string() {
+            return r;
+        }
+        assert_eq!(r["status"], "running", "ended before the gate held: {r}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the gate of {id} never held");
+}
+
+async fn audit_actions(server: &TestServer, name: &str) -> Vec<Value> {
+    let (_, audit) = server
+        .call(Method::GET, &format!("/v1/audit?secret={name}"), None)
+        .await;
+    audit["entries"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_consumer_on_the_old_version_holds_the_gate_until_it_moves() {
+    let server = TestServer::start().await;
+    let name = create(
+        &server,
+        json!({"min_overlap": "0s", "monitoring_cycle": "200ms", "consumer_stale_after": "1h"}),
+    )
+    .await;
+    heartbeat(&server, "stuck-pod", &name, 1).await;
+    heartbeat(&server, "moved-pod", &name, 1).await;
+    let id = start_rotation(&server, &name).await;
+
+    let held = wait_held(&server, &id).await;
+    assert_eq!(held["phase"], "overlap", "{held}");
+    let stragglers = held["gate"]["stragglers"].as_array().unwrap();
+    assert_eq!(stragglers.len(), 2, "{held}");
+    assert!(held["gate"]["held"].as_str().unwrap().contains("stuck-pod"));
+
+    heartbeat(&server, "moved-pod", &name, 2).await;
+    // Still held by the one that did not move, check after check.
+    let first = held["gate"]["checked_at"].clone();
+    let again = loop {
+        let r = rotation(&server, &id).await;
+        if r["gate"]["checked_at"] != first {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    assert_eq!(again["phase"], "overlap", "{again}");
+    assert_eq!(again["gate"]["stragglers"], json!(["stuck-pod"]), "{again}");
+
+    heartbeat(&server, "stuck-pod", &name, 2).await;
+    let done = server.wait_rotation(&id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["gate"]["passed_by"], "gate");
+    let audit = audit_actions(&server, &name).await;
+    assert!(
+        audit.iter().any(|e| e["action"] == "rotation.gate"),
+        "{audit:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_consumer_stops_holding_the_gate() {
+    let server = TestServer::start().await;
+    let name = create(
+        &server,
+        json!({"min_overlap": "0s", "monitoring_cycle": "200ms", "consumer_stale_after": "1s"}),
+    )
+    .await;
+    heartbeat(&server, "gone-pod", &name, 1).await;
+    let id = start_rotation(&server, &name).await;
+    let held = wait_held(&server, &id).await;
+    assert_eq!(held["gate"]["stragglers"], json!(["gone-pod"]), "{held}");
+    // No more heartbeats: a second later it is stale and the gate opens.
+    let done = server.wait_rotation(&id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["gate"]["passed_by"], "gate");
+}
+
+#[tokio::test]
+async fn on_timeout_revoke_names_the_stragglers_and_hold_waits_for_the_operator() {
+    let server = TestServer::start().await;
+    let revoke = create(
+        &server,
+        json!({"min_overlap": "0s", "max_overlap": "1s", "on_timeout": "revoke",
+               "monitoring_cycle": "200ms", "consumer_stale_after": "1h"}),
+    )
+    .await;
+    heartbeat(&server, "stuck-pod", &revoke, 1).await;
+    let id = start_rotation(&server, &revoke).await;
+    let done = server.wait_rotation(&id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["gate"]["passed_by"], "max_overlap", "{done}");
+    assert_eq!(done["gate"]["stragglers"], json!(["stuck-pod"]), "{done}");
+    let audit = audit_actions(&server, &revoke).await;
+    let gate = audit
+        .iter()
+        .find(|e| e["action"] == "rotation.gate")
+        .expect("the gate's audit entry");
+    assert!(
+        gate["detail"].as_str().unwrap().contains("stuck-pod"),
+        "{gate}"
+    );
+
+    let hold = create(
+        &server,
+        json!({"min_overlap": "0s", "max_overlap": "300ms", "on_timeout": "hold",
+               "monitoring_cycle": "100ms", "consumer_stale_after": "1h"}),
+    )
+    .await;
+    heartbeat(&server, "stuck-pod", &hold, 1).await;
+    let id = start_rotation(&server, &hold).await;
+    // Held past max_overlap: checked after the timeout, still in Overlap.
+    loop {
+        let r = wait_held(&server, &id).await;
+        let checked = r["gate"]["checked_at"].as_str().unwrap().to_owned();
+        let promoted = r["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["phase"] == "promote")
+            .unwrap()["ended_at"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let timeout =
+            humantime::parse_rfc3339(&promoted).unwrap() + std::time::Duration::from_millis(300);
+        if humantime::parse_rfc3339(&checked).unwrap() >= timeout {
+            assert_eq!(r["phase"], "overlap", "hold keeps it: {r}");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, advanced) = server
+        .call(Method::POST, &format!("/v1/rotations/{id}:advance"), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{advanced}");
+    let done = server.wait_rotation(&id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["gate"]["passed_by"], "operator");
+    let audit = audit_actions(&server, &hold).await;
+    let advance = audit
+        .iter()
+        .find(|e| e["action"] == "rotation.advance")
+        .expect("the operator's advance is audited");
+    assert!(
+        advance["detail"].as_str().unwrap().contains("stuck-pod"),
+        "{advance}"
+    );
+    // Advancing a finished rotation is a conflict.
+    let (status, _) = server
+        .call(Method::POST, &format!("/v1/rotations/{id}:advance"), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
