@@ -557,6 +557,51 @@ pub struct ConsumerInfo {
     pub first_seen: Timestamp,
     /// Latest heartbeat.
     pub last_seen: Timestamp,
+    /// Where it stands with respect to `current`, as the overlap gate sees
+    /// it.
+    pub status: ConsumerStatus,
+}
+
+/// Where a consumer stands, as the overlap gate sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsumerStatus {
+    /// Live, and holds the version labelled `current`.
+    Migrated,
+    /// Live, and holds another version (or none yet): it holds the gate.
+    Pending,
+    /// Not heard from within the policy's `consumer_stale_after`: it no
+    /// longer counts.
+    Stale,
+}
+
+impl ConsumerStatus {
+    /// The status of a consumer holding `held`, last heard from at
+    /// `last_seen`, when `current` is the secret's current version and
+    /// consumers heard from before `live_since` are stale.
+    pub fn of(
+        held: Option<VersionNumber>,
+        last_seen: Timestamp,
+        current: Option<VersionNumber>,
+        live_since: Timestamp,
+    ) -> Self {
+        if last_seen < live_since {
+            ConsumerStatus::Stale
+        } else if held.is_some() && held == current {
+            ConsumerStatus::Migrated
+        } else {
+            ConsumerStatus::Pending
+        }
+    }
+
+    /// The stable lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsumerStatus::Migrated => "migrated",
+            ConsumerStatus::Pending => "pending",
+            ConsumerStatus::Stale => "stale",
+        }
+    }
 }
 
 /// `GET /v1/secrets/{name}:consumers`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::schedule::{Schedule, ScheduleError};
-use crate::time::human_duration;
+use crate::time::{human_duration, Timestamp};
 
 /// How a rotation introduces the new credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -235,6 +235,12 @@ impl Policy {
             schedule.validate()?;
         }
         Ok(())
+    }
+
+    /// Consumers last heard from before this are stale at `now`.
+    pub fn live_since(&self, now: Timestamp) -> Timestamp {
+        let ms = i64::try_from(self.consumer_stale_after.as_millis()).unwrap_or(i64::MAX);
+        Timestamp::from_millis(now.as_millis().saturating_sub(ms))
     }
 
     /// The wait before attempt `attempt` (1-based) of a step: zero for the

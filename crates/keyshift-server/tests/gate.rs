@@ -48,6 +48,23 @@ async fn wait_held(server: &TestServer, id: &str) -> Value {
     panic!("the gate of {id} never held");
 }
 
+/// `(consumer id, status)` of every consumer of `name`.
+async fn consumer_statuses(server: &TestServer, name: &str) -> Vec<(String, String)> {
+    let (status, list) = server
+        .call(Method::GET, &format!("/v1/secrets/{name}:consumers"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    list["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let field = |k: &str| c[k].as_str().unwrap().to_owned();
+            (field("consumer_id"), field("status"))
+        })
+        .collect()
+}
+
 async fn audit_actions(server: &TestServer, name: &str) -> Vec<Value> {
     let (_, audit) = server
         .call(Method::GET, &format!("/v1/audit?secret={name}"), None)
@@ -74,6 +91,14 @@ async fn a_consumer_on_the_old_version_holds_the_gate_until_it_moves() {
     assert!(held["gate"]["held"].as_str().unwrap().contains("stuck-pod"));
 
     heartbeat(&server, "moved-pod", &name, 2).await;
+    let statuses = consumer_statuses(&server, &name).await;
+    assert_eq!(
+        statuses,
+        [
+            ("moved-pod".to_owned(), "migrated".to_owned()),
+            ("stuck-pod".to_owned(), "pending".to_owned())
+        ]
+    );
     // Still held by the one that did not move, check after check.
     let first = held["gate"]["checked_at"].clone();
     let again = loop {
@@ -109,10 +134,18 @@ async fn a_stale_consumer_stops_holding_the_gate() {
     let id = start_rotation(&server, &name).await;
     let held = wait_held(&server, &id).await;
     assert_eq!(held["gate"]["stragglers"], json!(["gone-pod"]), "{held}");
+    assert_eq!(
+        consumer_statuses(&server, &name).await,
+        [("gone-pod".to_owned(), "pending".to_owned())]
+    );
     // No more heartbeats: a second later it is stale and the gate opens.
     let done = server.wait_rotation(&id).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["gate"]["passed_by"], "gate");
+    assert_eq!(
+        consumer_statuses(&server, &name).await,
+        [("gone-pod".to_owned(), "stale".to_owned())]
+    );
 }
 
 #[tokio::test]

@@ -167,6 +167,19 @@ Example:
   keyshift status")]
     Status(StatusArgs),
 
+    /// List a secret's consumers: the version each holds, migrated,
+    /// pending or stale.
+    #[command(long_about = "\
+List the consumers (applications embedding the SDK) of a secret as the
+server last heard from them: the version each holds and its status:
+migrated (holds `current`), pending (live, holds another version or none:
+it holds a rotation's overlap gate) or stale (not heard from within the
+policy's consumer_stale_after: it no longer counts).
+
+Example:
+  keyshift consumers prod/orders/db")]
+    Consumers(ConsumersArgs),
+
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -485,6 +498,17 @@ pub struct PolicyArgs {
 /// `keyshift status`.
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
+    /// Output format.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `keyshift consumers`.
+#[derive(Debug, Clone, Args)]
+pub struct ConsumersArgs {
+    /// The secret's name.
+    pub name: SecretName,
+
     /// Output format.
     #[command(flatten)]
     pub output: OutputArgs,

@@ -184,15 +184,14 @@ async fn gate(
     rotation: &Rotation,
     new: VersionNumber,
 ) -> Result<StepOutput, StepFailure> {
-    let stale_after =
-        i64::try_from(rotation.policy.consumer_stale_after.as_millis()).unwrap_or(i64::MAX);
-    let live_since = now().as_millis().saturating_sub(stale_after);
+    let live_since = rotation.policy.live_since(now());
     let stragglers: Vec<String> = ctx
         .store
         .list_consumers(&ctx.secret.name)
         .await?
         .into_iter()
-        .filter(|c| c.last_seen.as_millis() >= live_since && c.version.is_some_and(|v| v != new))
+        // A consumer that holds nothing yet does not hold the old one.
+        .filter(|c| c.last_seen >= live_since && c.version.is_some_and(|v| v != new))
         .map(|c| c.consumer_id)
         .collect();
     if stragglers.is_empty() {

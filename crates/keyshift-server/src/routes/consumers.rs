@@ -6,8 +6,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use keyshift_core::api::{
-    valid_consumer_id, ConsumerInfo, ConsumerList, FailureReport, Heartbeat, Scope, UsageCount,
-    UsageList, UsageReport, UsageWindow,
+    valid_consumer_id, ConsumerInfo, ConsumerList, ConsumerStatus, FailureReport, Heartbeat, Scope,
+    UsageCount, UsageList, UsageReport, UsageWindow,
 };
 use keyshift_core::{SecretName, Timestamp};
 
@@ -155,12 +155,16 @@ fn checked_counts(
 
 /// `GET /v1/secrets/{name}:consumers` (scope checked by the caller).
 pub async fn list(state: &AppState, name: SecretName) -> Result<Json<ConsumerList>, ApiError> {
+    let secret = state.store.get_secret(&name).await?;
+    let current = secret.labels.get(&keyshift_core::Label::Current).copied();
+    let live_since = secret.policy.live_since(now());
     let consumers = state
         .store
         .list_consumers(&name)
         .await?
         .into_iter()
         .map(|c| ConsumerInfo {
+            status: ConsumerStatus::of(c.version, c.last_seen, current, live_since),
             consumer_id: c.consumer_id,
             version: c.version,
             host: c.host,

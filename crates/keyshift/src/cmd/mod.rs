@@ -49,6 +49,7 @@ async fn api_command(client: &ApiClient, command: &Command) -> anyhow::Result<Ex
         Command::Secret(SecretCommand::Rm(a)) => secret::rm(client, a).await,
         Command::Secret(SecretCommand::Policy(a)) => policy::policy(client, a).await,
         Command::Status(a) => status::status(client, a).await,
+        Command::Consumers(a) => status::consumers(client, a).await,
         Command::Rotate(a) => rotate::rotate(client, a).await,
         Command::Rotation(RotationCommand::Show(a)) => rotate::show(client, a).await,
         Command::Rotation(RotationCommand::Ls(a)) => rotate::ls(client, a).await,

@@ -1,13 +1,13 @@
 //! `keyshift status`: every secret's next rotation, last rotation and
-//! circuit.
+//! circuit; `keyshift consumers NAME`: who holds which version.
 
 use std::process::ExitCode;
 
 use keyshift_client::ApiClient;
-use keyshift_core::api::{SecretStatus, StatusList};
+use keyshift_core::api::{ConsumerList, SecretStatus, StatusList};
 
 use super::policy::describe;
-use crate::cli::{Output, StatusArgs};
+use crate::cli::{ConsumersArgs, Output, StatusArgs};
 use crate::exit;
 use crate::output::{self, or_dash, ts, Table};
 
@@ -20,6 +20,39 @@ pub async fn status(client: &ApiClient, args: &StatusArgs) -> anyhow::Result<Exi
     }
     output::print_table(&table(&list), "no secrets")?;
     Ok(exit::code(exit::SUCCESS))
+}
+
+/// `consumers NAME`: CONSUMER VERSION STATUS LAST SEEN HOST PROCESS.
+pub async fn consumers(client: &ApiClient, args: &ConsumersArgs) -> anyhow::Result<ExitCode> {
+    let list = client.consumers(&args.name).await?;
+    if args.output.output == Output::Json {
+        output::print_json(&list)?;
+        return Ok(exit::code(exit::SUCCESS));
+    }
+    output::print_table(&consumers_table(&list), "no consumers")?;
+    Ok(exit::code(exit::SUCCESS))
+}
+
+fn consumers_table(list: &ConsumerList) -> Table {
+    let mut t = Table::new([
+        "CONSUMER",
+        "VERSION",
+        "STATUS",
+        "LAST SEEN",
+        "HOST",
+        "PROCESS",
+    ]);
+    for c in &list.consumers {
+        t.row([
+            c.consumer_id.clone(),
+            or_dash(c.version),
+            c.status.as_str().to_owned(),
+            ts(c.last_seen),
+            or_dash(c.host.as_ref()),
+            or_dash(c.process.as_ref()),
+        ]);
+    }
+    t
 }
 
 fn next(s: &SecretStatus) -> String {
