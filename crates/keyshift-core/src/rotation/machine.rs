@@ -46,9 +46,10 @@ pub enum Step {
         /// The new credential.
         new: VersionNumber,
     },
-    /// The overlap gate, once `min_overlap` has passed: whether every live
-    /// consumer holds `new` and `old` went unused for a full monitoring
-    /// cycle. No side effects. Report [`StepOutput::Gate`].
+    /// The overlap gate, once `min_overlap` has passed: whether the
+    /// evidence the driver reads (every live consumer holds `new`; where
+    /// it is read, `old` went unused for a monitoring cycle) allows
+    /// revoking `old`. No side effects. Report [`StepOutput::Gate`].
     Gate {
         /// The credential to be revoked.
         old: VersionNumber,
@@ -106,13 +107,12 @@ pub enum StepOutput {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum GateVerdict {
-    /// Every live consumer holds the new version and the old one was not
-    /// used for a full monitoring cycle: revoke.
+    /// The evidence allows revoking the old credential.
     Open,
     /// Not yet.
     Held {
-        /// Why, for operators (`2 consumers still hold v1`, `v1 used 12
-        /// times in the last cycle`); never a secret value.
+        /// Why, for operators (`2 live consumer(s) do not hold version 3
+        /// yet: ...`); never a secret value.
         why: String,
         /// The live consumers that do not hold the new version.
         stragglers: Vec<String>,
