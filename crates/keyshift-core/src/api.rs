@@ -622,6 +622,8 @@ pub struct UsageWindow {
     pub window_start: Timestamp,
     /// Uses counted in it, from every reporter.
     pub count: u64,
+    /// When a report last added to it.
+    pub last_at: Timestamp,
 }
 
 /// `GET /v1/secrets/{name}:usage?since=RFC3339`.

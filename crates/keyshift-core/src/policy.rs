@@ -239,8 +239,7 @@ impl Policy {
 
     /// Consumers last heard from before this are stale at `now`.
     pub fn live_since(&self, now: Timestamp) -> Timestamp {
-        let ms = i64::try_from(self.consumer_stale_after.as_millis()).unwrap_or(i64::MAX);
-        Timestamp::from_millis(now.as_millis().saturating_sub(ms))
+        now.saturating_sub(self.consumer_stale_after)
     }
 
     /// The wait before attempt `attempt` (1-based) of a step: zero for the

@@ -11,8 +11,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use keyshift_core::rotation::{
-    Action, Event, FailureKind, GateVerdict, Phase, PhaseOutcome, Rotation, Status, Step,
-    StepOutput, TransitionError,
+    Action, Event, FailureKind, GateVerdict, Migration, Phase, PhaseOutcome, Rotation, Status,
+    Step, StepOutput, TransitionError,
 };
 use keyshift_core::{OnTimeout, Policy, Strategy, Timestamp, VersionNumber, VersionState};
 use proptest::prelude::{any, prop, prop_compose, prop_oneof, proptest, Just, ProptestConfig};
@@ -178,8 +178,11 @@ fn run(plan: &Plan, with_crashes: bool) -> Harness {
                     why: "a consumer holds the old version".to_owned(),
                     stragglers: vec!["c1".to_owned()],
                 };
-                h.send(Event::StepSucceeded(StepOutput::Gate(verdict)))
-                    .expect("verdict accepted");
+                h.send(Event::StepSucceeded(StepOutput::Gate(
+                    verdict,
+                    Migration::default(),
+                )))
+                .expect("verdict accepted");
             }
             Action::Run(_) => {
                 let n = reports.entry(h.rot.phase).or_default();
@@ -422,10 +425,13 @@ fn gate(old: u64, new: u64) -> Step {
 }
 
 fn held(who: &str) -> Event {
-    Event::StepSucceeded(StepOutput::Gate(GateVerdict::Held {
-        why: format!("{who} still holds v1"),
-        stragglers: vec![who.to_owned()],
-    }))
+    Event::StepSucceeded(StepOutput::Gate(
+        GateVerdict::Held {
+            why: format!("{who} still holds v1"),
+            stragglers: vec![who.to_owned()],
+        },
+        Migration::default(),
+    ))
 }
 
 #[test]

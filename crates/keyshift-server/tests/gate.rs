@@ -2,13 +2,18 @@
 //! holds the old version holds the revocation past `min_overlap`; when it
 //! moves, or goes stale, the rotation proceeds; at `max_overlap`,
 //! `on_timeout` revokes (naming the stragglers) or holds; an operator may
-//! force it. Consumers here are real heartbeats to the real API.
+//! force it. Uses of the old version reported by verifiers, and sessions
+//! of the old role PostgreSQL sees, hold it too. Consumers here are real
+//! heartbeats and usage reports to the real API.
 
 mod support;
+mod target_kinds;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use sqlx::Connection;
 use support::{start_rotation, unique_secret, TestServer};
+use target_kinds::{Kind, Postgres};
 
 async fn create(server: &TestServer, policy: Value) -> String {
     let name = unique_secret("gate");
@@ -223,4 +228,118 @@ async fn on_timeout_revoke_names_the_stragglers_and_hold_waits_for_the_operator(
         .call(Method::POST, &format!("/v1/rotations/{id}:advance"), None)
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
+}
+
+/// The start of `phase` in `r`'s history.
+fn phase_start(r: &Value, phase: &str) -> std::time::SystemTime {
+    let record = r["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == phase)
+        .unwrap_or_else(|| panic!("no {phase} in {r}"));
+    humantime::parse_rfc3339(record["started_at"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn reported_uses_of_the_old_version_hold_the_gate_for_a_full_cycle() {
+    let server = TestServer::start().await;
+    let cycle = std::time::Duration::from_millis(500);
+    let name = create(
+        &server,
+        json!({"min_overlap": "0s", "monitoring_cycle": "500ms", "consumer_stale_after": "1h"}),
+    )
+    .await;
+    let report = |version: u64| json!({"reporter": "verifier-1", "counts": [{"secret": name, "version": version, "count": 3}]});
+    let id = start_rotation(&server, &name).await;
+    // A caller no consumer registry knows of keeps using version 1.
+    let held = loop {
+        let (status, answer) = server
+            .call(Method::POST, "/v1/usage", Some(report(1)))
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
+        let r = rotation(&server, &id).await;
+        if r["gate"]["held"].is_string() {
+            break r;
+        }
+        assert_eq!(r["status"], "running", "ended before the gate held: {r}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    let why = held["gate"]["held"].as_str().unwrap();
+    assert!(why.contains("version 1 was used"), "{held}");
+    assert!(held["gate"]["migration"]["old_uses"].as_u64().unwrap() >= 3);
+    assert_eq!(
+        held["gate"]["stragglers"],
+        json!(null),
+        "no consumer is named: {held}"
+    );
+
+    // Uses of the new version do not hold it; the last use of the old one
+    // does, for one full cycle.
+    let (status, _) = server
+        .call(Method::POST, "/v1/usage", Some(report(1)))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let last_old_use = std::time::SystemTime::now();
+    let (status, _) = server
+        .call(Method::POST, "/v1/usage", Some(report(2)))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let done = server.wait_rotation(&id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["gate"]["passed_by"], "gate", "{done}");
+    assert_eq!(done["gate"]["migration"]["old_uses"], 0, "{done}");
+    assert!(
+        phase_start(&done, "revoke") >= last_old_use + cycle,
+        "revoked less than a cycle after the last use: {done}"
+    );
+}
+
+#[tokio::test]
+async fn an_open_postgres_session_of_the_old_role_holds_the_gate() {
+    let Some(pg) = Postgres::new(true).await else {
+        return;
+    };
+    let server = TestServer::start().await;
+    let name = target_kinds::create(
+        &server,
+        &pg,
+        json!({"min_overlap": "0s", "monitoring_cycle": "300ms", "consumer_stale_after": "1h"}),
+    )
+    .await;
+    let old = target_kinds::value(&server, &name, "label=current").await;
+    let session = pg.session(&old).await;
+    let id = start_rotation(&server, &name).await;
+
+    let held = wait_held(&server, &id).await;
+    assert_eq!(held["phase"], "overlap", "{held}");
+    assert!(
+        held["gate"]["held"]
+            .as_str()
+            .unwrap()
+            .contains("1 open session(s) of version 1"),
+        "{held}"
+    );
+    assert_eq!(held["gate"]["migration"]["old_sessions"], 1, "{held}");
+    // Held again at the next check, while the session stays open.
+    let first = held["gate"]["checked_at"].clone();
+    let again = loop {
+        let r = rotation(&server, &id).await;
+        if r["gate"]["checked_at"] != first {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    assert_eq!(again["phase"], "overlap", "{again}");
+    assert!(again["gate"]["held"].is_string(), "{again}");
+
+    session.close().await.unwrap();
+    let done = server.wait_rotation(&id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["gate"]["passed_by"], "gate", "{done}");
+    assert_eq!(done["gate"]["migration"]["old_sessions"], 0, "{done}");
+    assert!(
+        !pg.logs_in(&old).await,
+        "the old role is refused after revoke"
+    );
 }

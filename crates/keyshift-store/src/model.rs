@@ -155,6 +155,8 @@ pub struct UsageWindowRecord {
     pub window_start: Timestamp,
     /// Uses counted in the window (saturating at `i64::MAX`).
     pub count: u64,
+    /// When a report last added to the window (within it).
+    pub last_at: Timestamp,
 }
 
 /// What one consumer reported against one version: its failed uses.

@@ -161,7 +161,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Adds each `(secret, version, count)` into the secret's window of
     /// `now` for that version (the minute `now` falls in, UTC), creating
-    /// it if needed. Counts are stored as i64 and saturate at `i64::MAX`;
+    /// it if needed, and moves the window's `last_at` up to `now`. Counts are stored as i64 and saturate at `i64::MAX`;
     /// zero counts write nothing. One transaction, no event.
     ///
     /// [`StoreError::NotFound`] if any named secret does not exist (zero

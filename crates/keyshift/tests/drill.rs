@@ -104,6 +104,16 @@ impl Drill {
             "{} watchers x 3 rotations: {report:#}",
             self.watchers
         );
+        // Every overlap lasted at least its window: the gate is checked
+        // only once min_overlap has passed.
+        let overlaps = &report["overlap_utilization"];
+        assert_eq!(overlaps["overlaps"], 3, "{report:#}");
+        assert_eq!(overlaps["allocated_s"], 0.5, "{report:#}");
+        assert!(overlaps["mean"].as_f64().unwrap() >= 1.0, "{report:#}");
+        assert!(
+            overlaps["max"].as_f64().unwrap() >= overlaps["p50"].as_f64().unwrap(),
+            "{report:#}"
+        );
         assert_eq!(code, 0);
     }
 
@@ -118,6 +128,8 @@ impl Drill {
             "{report:#}"
         );
         assert_eq!(report["strategy"], "immediate");
+        assert_eq!(report["overlap_utilization"]["overlaps"], 0, "{report:#}");
+        assert_eq!(report["overlap_utilization"]["mean"], Value::Null);
         assert_eq!(report["rotations_completed"], 5, "{report:#}");
         assert_eq!(code, 5, "failed requests exit 5");
     }

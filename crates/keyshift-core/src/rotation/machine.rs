@@ -99,8 +99,26 @@ pub enum StepOutput {
     Done,
     /// Generate created (or found) this version.
     Generated(VersionNumber),
-    /// The overlap gate's verdict.
-    Gate(GateVerdict),
+    /// The overlap gate's verdict, and the migration it saw.
+    Gate(GateVerdict, Migration),
+}
+
+/// How far consumers have moved off the old credential, as the overlap
+/// gate saw it at one check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Migration {
+    /// Live consumers (heard from within `consumer_stale_after`) holding a
+    /// version of the secret.
+    pub live: u64,
+    /// Of those, the ones holding the new version.
+    pub migrated: u64,
+    /// Uses of the old version reported (by `KeyRing` verifiers) within the
+    /// last monitoring cycle.
+    pub old_uses: u64,
+    /// Sessions of the old credential the target sees right now, where it
+    /// can see them (PostgreSQL, MariaDB blue-green, plugins with `usage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_sessions: Option<u64>,
 }
 
 /// What the overlap gate found.
@@ -135,6 +153,9 @@ pub struct Gate {
     /// How the overlap ended: `gate` (the evidence said so),
     /// `max_overlap` (timed out with `on_timeout = revoke`) or `operator`.
     pub passed_by: Option<String>,
+    /// The migration at the last check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<Migration>,
 }
 
 /// Whether a failed step may be tried again.
@@ -503,13 +524,14 @@ impl Rotation {
     ) -> Result<Transition, TransitionError> {
         match (self.phase, output) {
             (Phase::Generate, StepOutput::Generated(v)) => self.new_version = Some(v),
-            (Phase::Overlap, StepOutput::Gate(verdict)) => {
+            (Phase::Overlap, StepOutput::Gate(verdict, migration)) => {
                 self.in_flight = false;
+                self.gate.migration = Some(migration);
                 self.on_gate(verdict, now);
                 return Ok(self.next_action(now));
             }
             (Phase::Generate | Phase::Overlap, _)
-            | (_, StepOutput::Generated(_) | StepOutput::Gate(_)) => {
+            | (_, StepOutput::Generated(_) | StepOutput::Gate(..)) => {
                 return Err(TransitionError::UnexpectedOutput { phase: self.phase })
             }
             _ => {}

@@ -23,7 +23,7 @@ mod machine;
 mod phase;
 
 pub use machine::{
-    Action, Event, FailureKind, Gate, GateVerdict, Rotation, Step, StepOutput, Transition,
-    TransitionError,
+    Action, Event, FailureKind, Gate, GateVerdict, Migration, Rotation, Step, StepOutput,
+    Transition, TransitionError,
 };
 pub use phase::{Phase, PhaseOutcome, PhaseRecord, RotationId, RotationIdError, Status};

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use keyshift_core::rotation::{
-    Action, Event, FailureKind, GateVerdict, Phase, Rotation, Step, StepOutput, TransitionError,
+    Action, Event, FailureKind, GateVerdict, Migration, Phase, Rotation, Step, StepOutput,
+    TransitionError,
 };
 use keyshift_core::{Policy, Strategy, Timestamp, VersionNumber, VersionState};
 
@@ -120,7 +121,7 @@ impl World {
             Step::Canary { new } => self.labels.canary = Some(new.0),
             // The model's consumers have all moved: the gate opens (the
             // driver of the properties holds it some checks first).
-            Step::Gate { .. } => return StepOutput::Gate(GateVerdict::Open),
+            Step::Gate { .. } => return StepOutput::Gate(GateVerdict::Open, Migration::default()),
             Step::Promote { old, new } => self.labels = labels(Some(new.0), n(old)),
             Step::Revoke { old, .. } => {
                 self.accepted.remove(&old.0);

@@ -4,7 +4,9 @@
 //! and each store or target call it makes has the same effect done twice
 //! as once.
 
-use keyshift_core::rotation::{Event, FailureKind, GateVerdict, Rotation, Step, StepOutput};
+use keyshift_core::rotation::{
+    Event, FailureKind, GateVerdict, Migration, Rotation, Step, StepOutput,
+};
 use keyshift_core::{Label, SecretValue, Strategy, VersionNumber, VersionState};
 use keyshift_store::{SecretRecord, Store, StoreError, VersionSelector};
 use keyshift_targets::{Target, TargetError, Verdict};
@@ -156,7 +158,7 @@ pub(super) async fn perform(
             .await?;
             Ok(StepOutput::Done)
         }
-        Step::Gate { new, .. } => gate(&ctx, rotation, new).await,
+        Step::Gate { old, new } => gate(&ctx, rotation, old, new).await,
         Step::Revoke { old, new } => revoke(&ctx, old, new).await,
         Step::Replace { old, new } => replace(&ctx, old, new).await,
         Step::RollBack {
@@ -176,33 +178,71 @@ pub(super) async fn perform(
     }
 }
 
-/// The overlap gate's evidence today: every live consumer (heard from
-/// within `consumer_stale_after`) reports holding `new`. Usage counts are
-/// not read yet (see the README's known limits).
+/// The overlap gate: open when every live consumer (heard from within
+/// `consumer_stale_after`) reports holding `new`, nobody reported a use of
+/// `old` within the last monitoring cycle, and the target (where it can
+/// tell) sees no session of `old`.
 async fn gate(
     ctx: &Ctx<'_>,
     rotation: &Rotation,
+    old: VersionNumber,
     new: VersionNumber,
 ) -> Result<StepOutput, StepFailure> {
-    let live_since = rotation.policy.live_since(now());
-    let stragglers: Vec<String> = ctx
-        .store
-        .list_consumers(&ctx.secret.name)
-        .await?
-        .into_iter()
+    let now = now();
+    let policy = &rotation.policy;
+    let live_since = policy.live_since(now);
+    let mut migration = Migration::default();
+    let mut stragglers = Vec::new();
+    for c in ctx.store.list_consumers(&ctx.secret.name).await? {
         // A consumer that holds nothing yet does not hold the old one.
-        .filter(|c| c.last_seen >= live_since && c.version.is_some_and(|v| v != new))
-        .map(|c| c.consumer_id)
-        .collect();
-    if stragglers.is_empty() {
-        return Ok(StepOutput::Gate(GateVerdict::Open));
+        let Some(held) = c.version.filter(|_| c.last_seen >= live_since) else {
+            continue;
+        };
+        migration.live += 1;
+        if held == new {
+            migration.migrated += 1;
+        } else {
+            stragglers.push(c.consumer_id);
+        }
     }
-    let why = format!(
-        "{} live consumer(s) do not hold version {new} yet: {}",
-        stragglers.len(),
-        named(&stragglers)
-    );
-    Ok(StepOutput::Gate(GateVerdict::Held { why, stragglers }))
+    let cycle_start = now.saturating_sub(policy.monitoring_cycle);
+    migration.old_uses = ctx
+        .store
+        .usage_since(&ctx.secret.name, cycle_start)
+        .await?
+        .iter()
+        .filter(|w| w.version == old && w.last_at >= cycle_start)
+        .fold(0u64, |n, w| n.saturating_add(w.count));
+    migration.old_sessions = ctx.target.usage(&ctx.value(old).await?).await?;
+
+    let mut why = Vec::new();
+    if !stragglers.is_empty() {
+        why.push(format!(
+            "{} live consumer(s) do not hold version {new} yet: {}",
+            stragglers.len(),
+            named(&stragglers)
+        ));
+    }
+    if migration.old_uses > 0 {
+        why.push(format!(
+            "version {old} was used {} time(s) in the last monitoring cycle",
+            migration.old_uses
+        ));
+    }
+    if let Some(n) = migration.old_sessions.filter(|n| *n > 0) {
+        why.push(format!(
+            "the target sees {n} open session(s) of version {old}"
+        ));
+    }
+    let verdict = if why.is_empty() {
+        GateVerdict::Open
+    } else {
+        GateVerdict::Held {
+            why: why.join("; "),
+            stragglers,
+        }
+    };
+    Ok(StepOutput::Gate(verdict, migration))
 }
 
 /// The first few of `ids`, for a message.

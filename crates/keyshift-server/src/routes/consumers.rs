@@ -198,6 +198,7 @@ pub async fn usage(
             version: w.version,
             window_start: w.window_start,
             count: w.count,
+            last_at: w.last_at,
         })
         .collect();
     Ok(Json(UsageList { name, windows }))

@@ -469,15 +469,29 @@ impl Kind for Postgres {
     }
 
     async fn logs_in(&self, value: &str) -> bool {
+        logged_in(self.login(value).connect().await.map(drop))
+    }
+}
+
+impl Postgres {
+    /// How to log in with the credential `value`.
+    fn login(&self, value: &str) -> PgConnectOptions {
         let (user, password) = parse_credential(value);
         let base = PgConnectOptions::from_str(&self.env.url).unwrap();
-        let options = PgConnectOptions::new_without_pgpass()
+        PgConnectOptions::new_without_pgpass()
             .host(base.get_host())
             .port(base.get_port())
             .database(&self.env.database)
             .username(&user)
-            .password(&password);
-        logged_in(options.connect().await.map(drop))
+            .password(&password)
+    }
+
+    /// A session logged in with the credential `value`, kept open.
+    pub async fn session(&self, value: &str) -> PgConnection {
+        self.login(value)
+            .connect()
+            .await
+            .expect("log in with the credential")
     }
 }
 

@@ -142,6 +142,7 @@ fn usage_record(row: &AnyRow) -> Result<UsageWindowRecord, StoreError> {
         version: decode::version(row.try_get("version")?)?,
         window_start: ts(row.try_get("window_start")?),
         count: count(row.try_get("count")?)?,
+        last_at: ts(row.try_get("last_at")?),
     })
 }
 
@@ -232,19 +233,23 @@ impl SqlStore {
         let rows = summed(&mut tx, counts).await?;
         for chunk in rows.chunks(BATCH_ROWS) {
             let mut args = AnyArguments::default();
+            // $1 and $2 are shared by every row; each row adds its own three.
             bind(&mut args, window_start(now))?;
+            bind(&mut args, now.as_millis())?;
             let mut values = Vec::with_capacity(chunk.len());
             for (i, ((secret_id, version), n)) in chunk.iter().enumerate() {
-                let p = 2 + 3 * i;
-                values.push(format!("(${p}, ${}, $1, ${})", p + 1, p + 2));
+                let p = 3 + 3 * i;
+                values.push(format!("(${p}, ${}, $1, ${}, $2)", p + 1, p + 2));
                 bind(&mut args, *secret_id)?;
                 bind(&mut args, *version)?;
                 bind(&mut args, *n)?;
             }
             let sql = format!(
-                "INSERT INTO usage_windows (secret_id, version, window_start, count) \
+                "INSERT INTO usage_windows (secret_id, version, window_start, count, last_at) \
                  VALUES {} \
-                 ON CONFLICT (secret_id, version, window_start) DO UPDATE SET count = {}",
+                 ON CONFLICT (secret_id, version, window_start) DO UPDATE SET \
+                 last_at = CASE WHEN excluded.last_at > usage_windows.last_at \
+                 THEN excluded.last_at ELSE usage_windows.last_at END, count = {}",
                 values.join(", "),
                 saturating_sum("usage_windows"),
             );
@@ -333,7 +338,7 @@ impl SqlStore {
         let mut conn = self.pool.acquire().await?;
         let id = self.secret_id(&mut conn, name).await?;
         let rows = sqlx::query(
-            "SELECT version, window_start, count FROM usage_windows \
+            "SELECT version, window_start, count, last_at FROM usage_windows \
              WHERE secret_id = $1 AND window_start >= $2 \
              ORDER BY window_start, version",
         )

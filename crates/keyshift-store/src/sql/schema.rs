@@ -36,6 +36,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0003_failures.sql"),
         postgres: include_str!("../../migrations/postgres/0003_failures.sql"),
     },
+    Migration {
+        version: 4,
+        description: "when each usage window was last added to",
+        sqlite: include_str!("../../migrations/sqlite/0004_usage_last_at.sql"),
+        postgres: include_str!("../../migrations/postgres/0004_usage_last_at.sql"),
+    },
 ];
 
 /// The advisory lock key PostgreSQL replicas take while migrating

@@ -43,11 +43,12 @@ fn consumer(
     }
 }
 
-fn window(version: u64, start: i64, count: u64) -> UsageWindowRecord {
+fn window(version: u64, start: i64, count: u64, last_at: i64) -> UsageWindowRecord {
     UsageWindowRecord {
         version: v(version),
         window_start: t(start),
         count,
+        last_at: t(last_at),
     }
 }
 
@@ -266,15 +267,17 @@ pub async fn usage_adds_within_window_and_rolls_over(s: Arc<dyn Store>) {
     s.record_usage(&[(a.clone(), v(1), 2)], t(minute(11)))
         .await
         .unwrap();
+    // Each window says when a report last added to it: v2 was not in the
+    // second report (its count was zero).
     let expected = [
-        window(1, minute(10), 13),
-        window(2, minute(10), 3),
-        window(1, minute(11), 2),
+        window(1, minute(10), 13, minute(10) + 59_999),
+        window(2, minute(10), 3, minute(10) + 1),
+        window(1, minute(11), 2, minute(11)),
     ];
     assert_eq!(s.usage_since(&a, t(0)).await.unwrap(), expected);
     assert_eq!(
         s.usage_since(&b, t(0)).await.unwrap(),
-        [window(1, minute(10), 4)]
+        [window(1, minute(10), 4, minute(10) + 59_999)]
     );
 
     // Only zeros: nothing written.
@@ -317,14 +320,17 @@ pub async fn usage_adds_within_window_and_rolls_over(s: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(
         s.usage_since(&b, t(minute(20))).await.unwrap(),
-        [window(7, minute(20), max), window(8, minute(20), max)]
+        [
+            window(7, minute(20), max, minute(20) + 5),
+            window(8, minute(20), max, minute(20))
+        ]
     );
     s.record_usage(&[(b.clone(), v(8), 1)], t(minute(20)))
         .await
         .unwrap();
     assert_eq!(
         s.usage_since(&b, t(minute(20))).await.unwrap()[1],
-        window(8, minute(20), max)
+        window(8, minute(20), max, minute(20))
     );
 }
 
@@ -347,15 +353,18 @@ pub async fn usage_since_filters_by_window(s: Arc<dyn Store>) {
         async move { s.usage_since(&a, Timestamp::from_millis(ms)).await.unwrap() }
     };
     let from_2 = [
-        window(1, minute(2), 20),
-        window(2, minute(2), 1),
-        window(1, minute(3), 30),
+        window(1, minute(2), 20, minute(2) + 30_000),
+        window(2, minute(2), 1, minute(2)),
+        window(1, minute(3), 30, minute(3) + 30_000),
     ];
     assert_eq!(since(minute(2)).await, from_2);
     // `since` is floored to its minute.
     assert_eq!(since(minute(2) + 59_999).await, from_2);
     assert_eq!(since(minute(3) - 1).await, from_2);
-    assert_eq!(since(minute(3) + 1).await, [window(1, minute(3), 30)]);
+    assert_eq!(
+        since(minute(3) + 1).await,
+        [window(1, minute(3), 30, minute(3) + 30_000)]
+    );
     assert!(since(minute(4)).await.is_empty());
     assert_eq!(since(0).await.len(), 4);
     assert_eq!(since(i64::MIN).await.len(), 4);
@@ -413,7 +422,7 @@ pub async fn prune_removes_old_rows_only(s: Arc<dyn Store>) {
     assert!(s.list_consumers(&b).await.unwrap().is_empty());
     assert_eq!(
         s.usage_since(&a, t(0)).await.unwrap(),
-        [window(2, minute(5), 2)]
+        [window(2, minute(5), 2, minute(5) + 59_999)]
     );
     assert!(s.usage_since(&b, t(0)).await.unwrap().is_empty());
     assert_eq!(s.prune(t(minute(5))).await.unwrap(), 0);
@@ -469,7 +478,7 @@ pub async fn delete_secret_removes_consumers_and_usage(s: Arc<dyn Store>) {
     );
     assert_eq!(
         s.usage_since(&b, t(0)).await.unwrap(),
-        [window(1, minute(1), 6)]
+        [window(1, minute(1), 6, minute(1))]
     );
     // The rows are gone, not orphaned: only b's two remain to prune.
     assert_eq!(s.prune(t(i64::MAX)).await.unwrap(), 2);
@@ -509,11 +518,12 @@ pub async fn concurrent_heartbeats_and_usage(s: Arc<dyn Store>) {
     }
     assert_eq!(
         s.usage_since(&a, t(0)).await.unwrap(),
-        [window(1, minute(7), 80)]
+        // The latest report, whichever order they committed in.
+        [window(1, minute(7), 80, minute(7) + 79)]
     );
     assert_eq!(
         s.usage_since(&b, t(0)).await.unwrap(),
-        [window(1, minute(7), 160)]
+        [window(1, minute(7), 160, minute(7) + 79)]
     );
 }
 

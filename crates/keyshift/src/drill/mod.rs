@@ -69,7 +69,7 @@ impl Service {
     ) -> anyhow::Result<Option<Service>> {
         Ok(match args.kind {
             DrillKind::ApiKey => Some(Service::Keys(
-                service::KeyService::start(server, &target.name).await?,
+                service::KeyService::start(server, &target.name, args.overlap).await?,
             )),
             DrillKind::Tls => {
                 let service = tls::TlsService::start(server, &target.name).await?;

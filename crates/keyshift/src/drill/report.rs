@@ -105,6 +105,24 @@ pub struct Latency {
     pub samples: usize,
 }
 
+/// How long each overlap lasted against the window allocated to it (the
+/// policy's `min_overlap`, `--overlap`): 1.0 is an overlap that ended as
+/// soon as it could; above, the gate held it while consumers moved.
+#[derive(Debug, Serialize)]
+pub struct OverlapUtilization {
+    /// The window allocated to each overlap, in seconds.
+    pub allocated_s: f64,
+    /// Overlaps measured: those that ended (immediate has none).
+    pub overlaps: usize,
+    /// Used / allocated, over the overlaps; null when none was measured or
+    /// nothing was allocated.
+    pub mean: Option<f64>,
+    pub p50: Option<f64>,
+    pub max: Option<f64>,
+    /// The longest overlap, in seconds.
+    pub longest_s: Option<f64>,
+}
+
 /// A distinct error and how often it happened.
 #[derive(Debug, Serialize)]
 pub struct ErrorCount {
@@ -127,6 +145,7 @@ pub struct Report {
     pub rotations_completed: u32,
     pub rotations_not_completed: Vec<String>,
     pub propagation_ms: Latency,
+    pub overlap_utilization: OverlapUtilization,
 }
 
 impl Report {
@@ -181,6 +200,7 @@ impl Report {
             rotations_completed: u32::try_from(completed).unwrap_or(u32::MAX),
             rotations_not_completed: not_completed,
             propagation_ms: propagation(rotations, applied),
+            overlap_utilization: overlap_utilization(rotations, args.overlap),
         }
     }
 
@@ -211,6 +231,13 @@ impl Report {
                     "  propagation          p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)",
                     p.p50, p.p99, p.max, p.samples
                 );
+                let o = &self.overlap_utilization;
+                if let (Some(mean), Some(max)) = (o.mean, o.max) {
+                    println!(
+                        "  overlap utilization  mean {mean:.2}, max {max:.2} of {:.1} s allocated ({} overlaps)",
+                        o.allocated_s, o.overlaps
+                    );
+                }
                 for e in &self.errors {
                     println!("  error x{}: {}", e.count, e.message);
                 }
@@ -266,17 +293,47 @@ fn propagation(rotations: &[RotationInfo], applied: &[Applied]) -> Latency {
         }
     }
     samples.sort_by(f64::total_cmp);
-    let pct = |q: f64| {
-        if samples.is_empty() {
-            return 0.0;
-        }
-        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
-        round(samples[i])
-    };
+    let pct = |q: f64| percentile(&samples, q).unwrap_or(0.0);
     Latency {
         p50: pct(0.50),
         p99: pct(0.99),
         max: pct(1.0),
         samples: samples.len(),
+    }
+}
+
+/// The `q` quantile (nearest rank) of `sorted`, rounded; None when empty.
+fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    Some(round(sorted[i]))
+}
+
+/// Each ended Overlap phase's length against `allocated`.
+fn overlap_utilization(rotations: &[RotationInfo], allocated: Duration) -> OverlapUtilization {
+    let mut used: Vec<f64> = rotations
+        .iter()
+        .flat_map(|r| &r.phases)
+        .filter(|p| p.phase == Phase::Overlap)
+        .filter_map(|p| Some(p.ended_at?.since(p.started_at).as_secs_f64()))
+        .collect();
+    used.sort_by(f64::total_cmp);
+    let window = allocated.as_secs_f64();
+    let ratios: Vec<f64> = if window > 0.0 {
+        used.iter().map(|u| u / window).collect()
+    } else {
+        Vec::new()
+    };
+    let mean =
+        (!ratios.is_empty()).then(|| round(ratios.iter().sum::<f64>() / ratios.len() as f64));
+    OverlapUtilization {
+        allocated_s: round(window),
+        overlaps: used.len(),
+        mean,
+        p50: percentile(&ratios, 0.50),
+        max: percentile(&ratios, 1.0),
+        longest_s: used.last().copied().map(round),
     }
 }

@@ -2,12 +2,13 @@
 //! key with the SDK's `KeyRing`, the way a real service would.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use keyshift_client::{Client, KeyRing};
+use keyshift_client::{Client, KeyRing, KeyRingConfig};
 use keyshift_core::SecretName;
 use tokio_util::sync::CancellationToken;
 
@@ -34,7 +35,14 @@ async fn work(State(keyring): State<KeyRing>, headers: HeaderMap) -> StatusCode 
 }
 
 impl KeyService {
-    pub async fn start(server: &DrillServer, name: &SecretName) -> anyhow::Result<KeyService> {
+    /// Starts the service; its key ring reports uses four times per
+    /// `overlap` (the drill's monitoring cycle), so the overlap gate sees
+    /// the last use of an old key well within the cycle after it.
+    pub async fn start(
+        server: &DrillServer,
+        name: &SecretName,
+        overlap: Duration,
+    ) -> anyhow::Result<KeyService> {
         // The service watches the secret's events, so its key ring learns of
         // every accepted-set change (DualAccept, Revoke, Replace) at once.
         let client = Client::builder(&server.addr)
@@ -42,11 +50,14 @@ impl KeyService {
             .consumer_id("drill-service")
             .build()?;
         let events = client.watch(name).await?.events();
-        let keyring = KeyRing::start(
+        let config = KeyRingConfig::default()
+            .report_every((overlap / 4).clamp(Duration::from_millis(25), Duration::from_secs(5)));
+        let keyring = KeyRing::start_with(
             server.api.clone(),
             name.clone(),
             "drill-service".to_owned(),
             Some(events),
+            config,
         )
         .await?;
         let app = Router::new()
