@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use keyshift_core::api::{valid_consumer_id, AcceptedSet, UsageCount, UsageReport};
-use keyshift_core::{Label, SecretName, VersionNumber};
+use keyshift_core::{Label, SecretName, Timestamp, VersionNumber};
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 use tokio::sync::{watch, Notify};
@@ -150,14 +150,48 @@ pub enum KeyRingError {
 }
 
 /// An accepted key: which version it is, and whether it is older than the
-/// version labelled `current` (the caller then adds a response header such
-/// as `Deprecation: true`, so the client moves over before it is revoked).
+/// version labelled `current` (the caller then adds the response headers of
+/// [`KeyRing::deprecation`], so the client moves over before it is
+/// revoked; the `middleware` feature's `require_api_key` does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyMatch {
     /// The version the presented key is.
     pub version: VersionNumber,
     /// Older than `current` (normally: labelled `previous`).
     pub deprecated: bool,
+}
+
+/// When the deprecated keys of a [`KeyRing`] were deprecated and when they
+/// stop being accepted, as the server said at the last refresh.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deprecation {
+    /// When the version replacing them became `current` (during a
+    /// rotation's overlap: Promote's end; otherwise the creation time of
+    /// `current`). None before the first load.
+    pub since: Option<Timestamp>,
+    /// When they stop being accepted at the latest: the rotation's
+    /// `max_overlap` deadline, while it is in its overlap. The overlap gate
+    /// revokes them sooner once nobody uses them.
+    pub sunset: Option<Timestamp>,
+}
+
+impl Deprecation {
+    /// The response headers for a caller that presented a deprecated key:
+    /// `Deprecation: @<unix seconds>` (RFC 9745) and, when known,
+    /// `Sunset: <HTTP-date>` (RFC 8594). Lower-case names.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = Vec::with_capacity(2);
+        if let Some(since) = self.since {
+            headers.push((
+                "deprecation",
+                format!("@{}", since.as_millis().div_euclid(1000)),
+            ));
+        }
+        if let Some(sunset) = self.sunset {
+            headers.push(("sunset", httpdate::fmt_http_date(sunset.to_system())));
+        }
+        headers
+    }
 }
 
 /// A verifier of API keys that accepts exactly the accepted set of one
@@ -179,7 +213,7 @@ pub struct KeyMatch {
 ///
 /// # let presented = "ks_...";
 /// match ring.verify(presented).await {
-///     Some(m) if m.deprecated => println!("ok, but add `Deprecation: true` (version {})", m.version),
+///     Some(m) if m.deprecated => println!("ok, add {:?} (version {})", ring.deprecation().headers(), m.version),
 ///     Some(_) => println!("ok"),
 ///     None => println!("401"),
 /// }
@@ -202,6 +236,8 @@ struct Shared {
     reporter: String,
     config: KeyRingConfig,
     entries: ArcSwap<Vec<Entry>>,
+    /// When the deprecated entries were deprecated and stop working.
+    deprecation: ArcSwap<Deprecation>,
     /// Uses per version not yet reported; entries hold clones of these.
     counters: Mutex<BTreeMap<VersionNumber, Arc<AtomicU64>>>,
     /// Refreshes started so far (the first load is number 1).
@@ -282,6 +318,7 @@ impl KeyRing {
             reporter,
             config,
             entries: ArcSwap::from_pointee(Vec::new()),
+            deprecation: ArcSwap::from_pointee(Deprecation::default()),
             counters: Mutex::new(BTreeMap::new()),
             started: AtomicU64::new(1),
             finished: watch::Sender::new(1),
@@ -330,6 +367,15 @@ impl KeyRing {
         let wait = finished.wait_for(|&done| done > seen);
         let _ = tokio::time::timeout(shared.config.miss_wait, wait).await;
         shared.check(&digest)
+    }
+
+    /// When the keys [`verify`](Self::verify) reports as `deprecated`
+    /// were deprecated, and when they stop working at the latest: the
+    /// values of the `Deprecation` and `Sunset` response headers that
+    /// tell a caller still using one to move (see
+    /// [`Deprecation::headers`]).
+    pub fn deprecation(&self) -> Deprecation {
+        **self.inner.shared.deprecation.load()
     }
 
     /// The versions accepted now, ascending.
@@ -428,6 +474,15 @@ impl Shared {
             .collect();
         drop(counters);
         self.entries.store(Arc::new(entries));
+        let current_since = set
+            .versions
+            .iter()
+            .find(|v| Some(v.info.version) == current)
+            .map(|v| v.info.created_at);
+        self.deprecation.store(Arc::new(Deprecation {
+            since: set.deprecated_since.or(current_since),
+            sunset: set.sunset,
+        }));
     }
 
     /// Reloads the accepted set; a failure keeps the old one.

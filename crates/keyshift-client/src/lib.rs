@@ -77,6 +77,8 @@
 mod api;
 mod error;
 mod keyring;
+#[cfg(feature = "middleware")]
+pub mod middleware;
 #[cfg(feature = "redis")]
 mod redis;
 mod snapshot;
@@ -89,7 +91,7 @@ mod watch;
 pub use self::redis::{redis_connection, redis_connection_with};
 pub use api::{ApiClient, Selector, TlsOptions, CONNECT_TIMEOUT, REQUEST_TIMEOUT, USER_AGENT};
 pub use error::ClientError;
-pub use keyring::{KeyMatch, KeyRing, KeyRingConfig, KeyRingError};
+pub use keyring::{Deprecation, KeyMatch, KeyRing, KeyRingConfig, KeyRingError};
 pub use keyshift_core;
 pub use snapshot::{SecretSource, Snapshot};
 #[cfg(feature = "sqlx-mysql")]

@@ -192,6 +192,15 @@ pub struct AcceptedSet {
     pub name: SecretName,
     /// Ascending by number.
     pub versions: Vec<SecretVersion>,
+    /// While a rotation is in its overlap: when the versions older than
+    /// `current` were deprecated (Promote's end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deprecated_since: Option<Timestamp>,
+    /// While a rotation is in its overlap: when they stop being accepted
+    /// at the latest (Promote's end plus `max_overlap`). The overlap gate
+    /// may revoke them sooner, once nobody uses them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sunset: Option<Timestamp>,
 }
 
 /// `POST /v1/secrets/{name}:rotate`.

@@ -8,10 +8,11 @@ use keyshift_core::api::{
     AcceptedSet, AddVersion, CreateSecret, CreateToken, Scope, SecretInfo, SecretList,
     SecretVersion, StartRotation, TokenCreated, VersionAdded, VersionInfo, VersionList,
 };
+use keyshift_core::rotation::{Phase, Rotation};
 use keyshift_core::{
     in_canary, Label, Policy, SecretKind, SecretName, SecretValue, VersionNumber, VersionState,
 };
-use keyshift_store::{NewAudit, SecretRecord, VersionRecord, VersionSelector};
+use keyshift_store::{NewAudit, RotationFilter, SecretRecord, VersionRecord, VersionSelector};
 use serde::Deserialize;
 
 use super::body::{ApiPath, ApiQuery, RawBody};
@@ -271,7 +272,14 @@ pub async fn get(
                     value,
                 })
                 .collect();
-            Ok(Json(AcceptedSet { name, versions }).into_response())
+            let overlap = overlap_of(&state, &name).await?;
+            Ok(Json(AcceptedSet {
+                name,
+                versions,
+                deprecated_since: overlap.as_ref().and_then(Rotation::promoted_at),
+                sunset: overlap.as_ref().and_then(Rotation::overlap_timeout),
+            })
+            .into_response())
         }
         Some("consumers") => Ok(consumers::list(&state, name).await?.into_response()),
         Some("usage") => Ok(consumers::usage(&state, name, q.since.as_deref())
@@ -279,6 +287,17 @@ pub async fn get(
             .into_response()),
         Some(m) => Err(unknown_method(m)),
     }
+}
+
+/// The rotation of `name` in its overlap, if any.
+async fn overlap_of(state: &AppState, name: &SecretName) -> Result<Option<Rotation>, ApiError> {
+    let filter = RotationFilter {
+        secret: Some(name.clone()),
+        active_only: true,
+        limit: 1,
+    };
+    let mut active = state.store.list_rotations(&filter).await?;
+    Ok(active.pop().filter(|r| r.phase == Phase::Overlap))
 }
 
 /// The version `consumer` is to use as `current`: the canary's when a

@@ -1,13 +1,12 @@
 //! The `api-key` drill's service: an HTTP endpoint that checks the caller's
-//! key with the SDK's `KeyRing`, the way a real service would.
+//! key with the SDK's `KeyRing` middleware, the way a real service would.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
-use axum::Router;
+use axum::{middleware, Router};
+use keyshift_client::middleware::require_api_key;
 use keyshift_client::{Client, KeyRing, KeyRingConfig};
 use keyshift_core::SecretName;
 use tokio_util::sync::CancellationToken;
@@ -22,16 +21,6 @@ pub struct KeyService {
     client: Client,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
-}
-
-async fn work(State(keyring): State<KeyRing>, headers: HeaderMap) -> StatusCode {
-    let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) else {
-        return StatusCode::UNAUTHORIZED;
-    };
-    match keyring.verify(key).await {
-        Some(_) => StatusCode::OK,
-        None => StatusCode::UNAUTHORIZED,
-    }
 }
 
 impl KeyService {
@@ -60,9 +49,9 @@ impl KeyService {
             config,
         )
         .await?;
-        let app = Router::new()
-            .route("/work", get(work))
-            .with_state(keyring.clone());
+        let app = Router::new().route("/work", get(|| async { "ok" })).layer(
+            middleware::from_fn_with_state(keyring.clone(), require_api_key),
+        );
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let url = format!("http://{}/work", listener.local_addr()?);
         let stop = CancellationToken::new();
