@@ -652,3 +652,78 @@ pub fn valid_consumer_id(id: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
+
+/// A phase change of a rotation, as notification receivers get it: the
+/// body of a webhook POST, and the payload of the NATS message on
+/// `keyshift.rotation.<phase>`. Never a secret value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseNotice {
+    /// `<rotation id>:<n>`, n the position of the phase in the rotation's
+    /// history: unique per phase entered. Delivery is at least once (a
+    /// server restarted mid-rotation may send a phase again): deduplicate
+    /// on it.
+    pub event_id: String,
+    /// The rotation.
+    pub rotation: RotationId,
+    /// The secret rotated.
+    pub secret: SecretName,
+    /// Its strategy.
+    pub strategy: Strategy,
+    /// The phase entered.
+    pub phase: Phase,
+    /// The phase it left (None for the first).
+    pub previous_phase: Option<Phase>,
+    /// Where the rotation stands now.
+    pub status: Status,
+    /// When the phase was entered.
+    pub at: Timestamp,
+    /// The credential being replaced.
+    pub old_version: Option<VersionNumber>,
+    /// The new credential, once generated.
+    pub new_version: Option<VersionNumber>,
+    /// Why it rolled back or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// How the overlap ended (`gate`, `max_overlap`, `operator`), from the
+    /// phase after it on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap_ended_by: Option<String>,
+    /// The live consumers that had not moved when the overlap ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stragglers: Vec<String>,
+}
+
+impl PhaseNotice {
+    /// The notice of the phase `rotation` is in now.
+    pub fn of(rotation: &Rotation) -> PhaseNotice {
+        let n = rotation.history.len();
+        let entered = rotation.history.last();
+        PhaseNotice {
+            event_id: format!("{}:{}", rotation.id, n),
+            rotation: rotation.id.clone(),
+            secret: rotation.secret.clone(),
+            strategy: rotation.strategy,
+            phase: rotation.phase,
+            previous_phase: n
+                .checked_sub(2)
+                .and_then(|i| rotation.history.get(i))
+                .map(|r| r.phase),
+            status: rotation.status(),
+            at: entered.map_or(rotation.created_at, |r| r.started_at),
+            old_version: rotation.old_version,
+            new_version: rotation.new_version,
+            reason: rotation.reason.clone(),
+            overlap_ended_by: rotation.gate.passed_by.clone(),
+            stragglers: if rotation.gate.passed_by.is_some() {
+                rotation.gate.stragglers.clone()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// The NATS subject it is published on: `keyshift.rotation.<phase>`.
+    pub fn subject(&self) -> String {
+        format!("keyshift.rotation.{}", self.phase)
+    }
+}

@@ -40,7 +40,7 @@ pub use canary::in_canary;
 pub use credential::{valid_username, Credential, MAX_USERNAME_LEN};
 pub use kind::{SecretKind, GENERATED_ENTROPY_BYTES};
 pub use name::{NameError, SecretName};
-pub use policy::{OnTimeout, Policy, PolicyError, Strategy};
+pub use policy::{NotifyWebhook, OnTimeout, Policy, PolicyError, Strategy, MAX_NOTIFY_WEBHOOKS};
 pub use schedule::{jitter_offset, Circuit, CronExpr, Schedule, ScheduleError, When, MIN_INTERVAL};
 pub use time::Timestamp;
 pub use value::{SecretValue, ValueError};

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::name::SecretName;
 use crate::schedule::{Schedule, ScheduleError};
 use crate::time::{human_duration, Timestamp};
 
@@ -143,6 +144,58 @@ pub struct Policy {
     /// `canary`: failures reported against the new version that are still
     /// tolerated; one more rolls the rotation back. Default 0.
     pub canary_max_failures: u64,
+    /// Webhooks told of every phase change of this secret's rotations, on
+    /// top of the server's own (`keyshift serve --notify-webhook`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<NotifyWebhook>,
+}
+
+/// A receiver of rotation notifications: each phase change is POSTed to
+/// `url` as JSON, signed with HMAC-SHA256 keyed by the current value of
+/// the secret `hmac_secret` (headers `X-Keyshift-Timestamp` and
+/// `X-Keyshift-Signature: sha256=<hex>` over `"<timestamp>.<body>"`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyWebhook {
+    /// `http://` or `https://`; its query is never logged.
+    pub url: String,
+    /// The secret whose current value keys the signature (16 bytes or
+    /// more).
+    pub hmac_secret: SecretName,
+}
+
+/// The most webhooks one policy may name.
+pub const MAX_NOTIFY_WEBHOOKS: usize = 16;
+
+impl NotifyWebhook {
+    /// The URL as logs and tables show it: without its query or fragment,
+    /// which may hold a token of the receiver.
+    pub fn shown(&self) -> &str {
+        self.url.split(['?', '#']).next().unwrap_or_default()
+    }
+
+    /// Checks the URL: `http(s)://host...`, at most 2048 bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError::Notify`] saying what is wrong.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        let rest = self
+            .url
+            .strip_prefix("https://")
+            .or_else(|| self.url.strip_prefix("http://"));
+        match rest {
+            _ if self.url.len() > 2048 => Err(PolicyError::Notify(
+                "a webhook URL is longer than 2048 bytes".to_owned(),
+            )),
+            Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => {
+                Ok(())
+            }
+            _ => Err(PolicyError::Notify(
+                "a webhook URL must be http:// or https:// followed by a host".to_owned(),
+            )),
+        }
+    }
 }
 
 impl Default for Policy {
@@ -163,6 +216,7 @@ impl Default for Policy {
             canary_share: 10,
             canary_observation: Duration::from_secs(300),
             canary_max_failures: 0,
+            notify: Vec::new(),
         }
     }
 }
@@ -199,6 +253,9 @@ pub enum PolicyError {
     /// The schedule is invalid.
     #[error("schedule: {0}")]
     Schedule(#[from] ScheduleError),
+    /// A notification webhook is invalid.
+    #[error("notify: {0}")]
+    Notify(String),
 }
 
 impl Policy {
@@ -234,6 +291,15 @@ impl Policy {
         if let Some(schedule) = &self.schedule {
             schedule.validate()?;
         }
+        if self.notify.len() > MAX_NOTIFY_WEBHOOKS {
+            return Err(PolicyError::Notify(format!(
+                "at most {MAX_NOTIFY_WEBHOOKS} webhooks (actual={})",
+                self.notify.len()
+            )));
+        }
+        for hook in &self.notify {
+            hook.validate()?;
+        }
         Ok(())
     }
 
@@ -258,6 +324,39 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notify_webhooks_are_checked_and_shown_without_their_query() {
+        let hook = |url: &str| NotifyWebhook {
+            url: url.to_owned(),
+            hmac_secret: "ops/hook-key".parse().unwrap(),
+        };
+        assert!(hook("https://hooks.example/x").validate().is_ok());
+        assert!(hook("http://127.0.0.1:8080/x").validate().is_ok());
+        for bad in [
+            "ftp://h/x",
+            "https://",
+            "https:///x",
+            "hooks.example/x",
+            "https://h/a b",
+        ] {
+            assert!(hook(bad).validate().is_err(), "{bad}");
+        }
+        assert!(hook(&format!("https://h/{}", "a".repeat(2048)))
+            .validate()
+            .is_err());
+        assert_eq!(
+            hook("https://hooks.example/x?token=abc#f").shown(),
+            "https://hooks.example/x"
+        );
+        let too_many = Policy {
+            notify: (0..=MAX_NOTIFY_WEBHOOKS)
+                .map(|i| hook(&format!("https://h/{i}")))
+                .collect(),
+            ..Policy::default()
+        };
+        assert!(matches!(too_many.validate(), Err(PolicyError::Notify(_))));
+    }
 
     #[test]
     fn policy_reads_human_durations_and_fills_defaults() {

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServeConfig;
+use crate::notify::Notifier;
 use crate::orchestrator::{Orchestrator, TestHooks};
 use crate::routes;
 use crate::scheduler::Scheduler;
@@ -41,6 +42,9 @@ pub enum ServerError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The notification settings are invalid.
+    #[error("notifications: {0}")]
+    Notify(String),
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
@@ -146,8 +150,14 @@ impl Server {
             .await
             .map_err(io(format!("listening on {}", config.listen)))?;
         let shutdown = CancellationToken::new();
-        let orchestrator =
-            Orchestrator::new(store.clone(), TestHooks::from_env(), shutdown.clone());
+        let notifier = Notifier::new(store.clone(), config.notify.clone(), shutdown.clone())
+            .map_err(ServerError::Notify)?;
+        let orchestrator = Orchestrator::new(
+            store.clone(),
+            TestHooks::from_env(),
+            shutdown.clone(),
+            notifier,
+        );
         let resumed = orchestrator.resume_all().await?;
         if resumed > 0 {
             tracing::info!(resumed, "resumed unfinished rotations");

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::notify::NotifyConfig;
 use crate::scheduler::{Clock, SystemClock};
 
 /// The largest request body accepted: 1 MiB. A secret value is at most
@@ -23,6 +24,8 @@ pub struct ServeConfig {
     pub body_limit: usize,
     /// The scheduler's clock (tests move a manual one).
     pub clock: Arc<dyn Clock>,
+    /// Where every rotation's phase changes are published.
+    pub notify: NotifyConfig,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -32,6 +35,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("listen", &self.listen)
             .field("store_url", &self.store_url.as_ref().map(|_| "<set>"))
             .field("body_limit", &self.body_limit)
+            .field("notify", &self.notify)
             .finish_non_exhaustive()
     }
 }
@@ -46,6 +50,7 @@ impl ServeConfig {
             store_url: None,
             body_limit: DEFAULT_BODY_LIMIT,
             clock: Arc::new(SystemClock),
+            notify: NotifyConfig::default(),
         }
     }
 
@@ -53,6 +58,13 @@ impl ServeConfig {
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Publish every rotation's phase changes as `notify` says.
+    #[must_use]
+    pub fn notify(mut self, notify: NotifyConfig) -> Self {
+        self.notify = notify;
         self
     }
 

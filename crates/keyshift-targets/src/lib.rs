@@ -51,8 +51,8 @@ use keyshift_core::SecretValue;
 pub use mariadb::{MariaDbConfig, MariaDbMode, MariaDbTarget};
 pub use plugin::{
     sign, verify_signature, ExecConfig, PluginConfig, PluginStep, PluginTarget, SignatureError,
-    WebhookConfig, DEFAULT_EXEC_TIMEOUT, DEFAULT_WEBHOOK_TIMEOUT, PLUGIN_PROTOCOL_VERSION,
-    SIGNATURE_HEADER, TIMESTAMP_HEADER,
+    WebhookConfig, DEFAULT_EXEC_TIMEOUT, DEFAULT_WEBHOOK_TIMEOUT, MIN_HMAC_KEY_LEN,
+    PLUGIN_PROTOCOL_VERSION, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
 pub use postgres::{PgConfig, PgTarget};
 pub use redis_acl::{AdminCredential, RedisConfig, RedisTarget, DEFAULT_TIMEOUT};

@@ -20,6 +20,8 @@ pub enum Service {
     Redis,
     /// MariaDB or MySQL.
     MariaDb,
+    /// A NATS server.
+    Nats,
 }
 
 impl Service {
@@ -29,6 +31,7 @@ impl Service {
             Service::Postgres => "KEYSHIFT_TEST_POSTGRES_URL",
             Service::Redis => "KEYSHIFT_TEST_REDIS_URL",
             Service::MariaDb => "KEYSHIFT_TEST_MYSQL_URL",
+            Service::Nats => "KEYSHIFT_TEST_NATS_URL",
         }
     }
 
@@ -38,6 +41,7 @@ impl Service {
             Service::Postgres => "postgres://postgres@127.0.0.1:5432/postgres",
             Service::Redis => "redis://127.0.0.1:6379",
             Service::MariaDb => "mysql://root@127.0.0.1:3306/test",
+            Service::Nats => "nats://127.0.0.1:4222",
         }
     }
 
@@ -46,6 +50,7 @@ impl Service {
             Service::Postgres => 5432,
             Service::Redis => 6379,
             Service::MariaDb => 3306,
+            Service::Nats => 4222,
         }
     }
 }

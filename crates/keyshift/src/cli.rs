@@ -129,7 +129,7 @@ more). Stops cleanly on Ctrl-C or SIGTERM; rotations resume on restart.
 Examples:
   keyshift serve --data-dir /var/lib/keyshift --listen 0.0.0.0:8200
   keyshift serve --dev        # throw-away data dir, prints a root token")]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
 
     /// Put, read, list and delete secrets.
     #[command(subcommand)]
@@ -276,6 +276,28 @@ pub struct ServeArgs {
     /// to stderr, like `vault server -dev`. Never for production.
     #[arg(long)]
     pub dev: bool,
+
+    /// POST every rotation's phase changes to this URL as signed JSON
+    /// (repeat for several); each secret's policy may add its own. Needs
+    /// --notify-hmac-secret. A token in the URL's query is visible to
+    /// every user of the machine: let the receiver check the signature.
+    #[arg(long, value_name = "URL", requires = "notify_hmac_secret")]
+    pub notify_webhook: Vec<String>,
+
+    /// The secret (in this server's store) whose current value signs the
+    /// --notify-webhook requests (HMAC-SHA256, 16 bytes or more).
+    #[arg(long, value_name = "SECRET", requires = "notify_webhook")]
+    pub notify_hmac_secret: Option<SecretName>,
+
+    /// Publish every rotation's phase changes on the NATS subjects
+    /// keyshift.rotation.<phase>, e.g. nats://127.0.0.1:4222.
+    #[arg(
+        long,
+        env = "KEYSHIFT_NOTIFY_NATS",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub notify_nats: Option<String>,
 }
 
 /// `keyshift secret ...`.
@@ -301,7 +323,7 @@ Examples:
       --target '{\"address\":\"127.0.0.1:6379\",\"user\":\"app\",\"admin_secret\":\"prod/cache-admin\"}' \\
       --from-file ./current-password
   printf %s \"$PW\" | keyshift secret put prod/legacy")]
-    Put(PutArgs),
+    Put(Box<PutArgs>),
 
     /// Print a secret's value.
     #[command(long_about = "\
@@ -339,7 +361,7 @@ Examples:
   keyshift secret policy prod/cache --cron '0 3 * * 1' --jitter 15m
   keyshift secret policy prod/db --no-schedule
   keyshift secret policy prod/db --circuit-failures 5 --circuit-open 15m")]
-    Policy(PolicyArgs),
+    Policy(Box<PolicyArgs>),
 }
 
 /// `keyshift secret put`.
@@ -470,6 +492,26 @@ pub struct PolicyFlags {
     /// tolerated; one more rolls the rotation back. Default 0.
     #[arg(long, value_name = "N")]
     pub canary_max_failures: Option<u64>,
+
+    /// POST every phase change of this secret's rotations to this URL as
+    /// signed JSON (repeat for several; added to those already set). Needs
+    /// --notify-hmac-secret. See docs/api.md, "Notifications".
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "notify_hmac_secret",
+        conflicts_with = "no_notify"
+    )]
+    pub notify_webhook: Vec<String>,
+
+    /// The secret whose current value signs the --notify-webhook requests
+    /// (HMAC-SHA256, 16 bytes or more); you need read access to it.
+    #[arg(long, value_name = "SECRET", requires = "notify_webhook")]
+    pub notify_hmac_secret: Option<SecretName>,
+
+    /// Remove every notification webhook of this secret.
+    #[arg(long)]
+    pub no_notify: bool,
 }
 
 fn parse_on_timeout(s: &str) -> Result<keyshift_core::OnTimeout, String> {

@@ -62,6 +62,7 @@ async fn run(orch: &Orchestrator, mut rotation: Rotation, orders: &mut mpsc::Rec
         }
         if before.phase != rotation.phase {
             tracing::info!(from = %before.phase, to = %rotation.phase, "phase");
+            orch.inner.notifier.phase(&rotation);
         }
         // The gate passed on its own (the operator's advance is audited by
         // the order): say how, and who had not moved.

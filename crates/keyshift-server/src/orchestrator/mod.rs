@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
+use crate::notify::Notifier;
 use crate::state::now;
 
 pub use hooks::TestHooks;
@@ -68,6 +69,7 @@ struct Inner {
     drivers: Mutex<HashMap<RotationId, mpsc::Sender<Order>>>,
     hooks: TestHooks,
     shutdown: CancellationToken,
+    notifier: Notifier,
 }
 
 /// The strategy a rotation of `secret` asked for with `req` uses.
@@ -150,14 +152,21 @@ pub fn generate_value(kind: SecretKind) -> SecretValue {
 }
 
 impl Orchestrator {
-    /// An orchestrator over `store`; drivers stop at `shutdown`.
-    pub fn new(store: Arc<dyn Store>, hooks: TestHooks, shutdown: CancellationToken) -> Self {
+    /// An orchestrator over `store`; drivers stop at `shutdown`; every
+    /// phase a rotation enters goes to `notifier`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        hooks: TestHooks,
+        shutdown: CancellationToken,
+        notifier: Notifier,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
                 drivers: Mutex::new(HashMap::new()),
                 hooks,
                 shutdown,
+                notifier,
             }),
         }
     }
@@ -250,6 +259,7 @@ impl Orchestrator {
                     )
                     .await;
                 }
+                self.inner.notifier.phase(&rotation);
                 self.spawn(rotation.clone());
                 Ok((rotation, true))
             }

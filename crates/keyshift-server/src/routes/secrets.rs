@@ -101,7 +101,7 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateSecret>,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Admin, &req.name)?;
-    check_policy(req.kind, &req.policy)?;
+    check_policy(&caller, req.kind, &req.policy)?;
     let target = validate_target(req.kind, req.target)?;
     // The target config reads other secrets (an admin credential, a CA):
     // the caller must be allowed to administer them, or it could exfiltrate
@@ -424,10 +424,16 @@ async fn active_rotation(
 /// `PUT /v1/secrets/{name}:policy`.
 /// A policy for a secret of `kind`: valid, with a strategy its target can
 /// do (checked again when a rotation starts with another strategy).
-fn check_policy(kind: SecretKind, policy: &Policy) -> Result<(), ApiError> {
+/// Checks a policy set by `caller`: its fields, its strategy against the
+/// kind, and that the caller may read each webhook's HMAC secret (the
+/// server signs with it on the caller's behalf).
+fn check_policy(caller: &Caller, kind: SecretKind, policy: &Policy) -> Result<(), ApiError> {
     policy
         .validate()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    for hook in &policy.notify {
+        caller.require(Scope::Read, &hook.hmac_secret)?;
+    }
     check_strategy(kind, policy.strategy).map(drop)
 }
 
@@ -444,7 +450,7 @@ pub async fn put(
             caller.require(Scope::Admin, &name)?;
             let policy: Policy = body::parse(&raw)?;
             let kind = state.store.get_secret(&name).await?.kind;
-            check_policy(kind, &policy)?;
+            check_policy(&caller, kind, &policy)?;
             state.store.update_policy(&name, &policy).await?;
             state
                 .audit(audit(&caller, "secret.policy", &name, None))

@@ -28,7 +28,7 @@ pub(crate) const MIN_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The shortest HMAC key a webhook accepts, in bytes.
-pub(crate) const MIN_HMAC_KEY_LEN: usize = 16;
+pub const MIN_HMAC_KEY_LEN: usize = 16;
 
 /// Config of a plugin target, as stored (JSON) on a secret of kind `plugin`:
 /// either an `exec` program or a `webhook` URL.

@@ -54,6 +54,7 @@ mod webhook;
 
 pub use config::{
     ExecConfig, PluginConfig, WebhookConfig, DEFAULT_EXEC_TIMEOUT, DEFAULT_WEBHOOK_TIMEOUT,
+    MIN_HMAC_KEY_LEN,
 };
 pub use protocol::{PluginStep, PLUGIN_PROTOCOL_VERSION};
 pub use target::PluginTarget;

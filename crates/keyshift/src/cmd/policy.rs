@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use keyshift_client::ApiClient;
-use keyshift_core::{Policy, Schedule, When};
+use keyshift_core::{NotifyWebhook, Policy, Schedule, SecretName, When};
 
 use crate::cli::{Output, PolicyArgs, PolicyFlags};
 use crate::exit;
@@ -94,8 +94,30 @@ pub fn with_flags(mut policy: Policy, flags: &PolicyFlags) -> anyhow::Result<Pol
     if let Some(n) = flags.canary_max_failures {
         policy.canary_max_failures = n;
     }
+    if flags.no_notify {
+        policy.notify.clear();
+    }
+    for hook in webhooks(&flags.notify_webhook, flags.notify_hmac_secret.as_ref()) {
+        if !policy.notify.contains(&hook) {
+            policy.notify.push(hook);
+        }
+    }
     policy.validate().context("invalid policy")?;
     Ok(policy)
+}
+
+/// The webhooks `urls`, each signed with `hmac_secret` (clap makes the
+/// two flags come together).
+pub fn webhooks(urls: &[String], hmac_secret: Option<&SecretName>) -> Vec<NotifyWebhook> {
+    let Some(key) = hmac_secret else {
+        return Vec::new();
+    };
+    urls.iter()
+        .map(|url| NotifyWebhook {
+            url: url.clone(),
+            hmac_secret: key.clone(),
+        })
+        .collect()
 }
 
 fn human(d: std::time::Duration) -> String {
@@ -117,6 +139,18 @@ pub fn describe(schedule: Option<&Schedule>) -> String {
     } else {
         format!("{when}, jitter {}", human(s.jitter))
     }
+}
+
+/// `url (signed with NAME), ...` or `-`.
+fn notify_list(hooks: &[NotifyWebhook]) -> String {
+    if hooks.is_empty() {
+        return "-".to_owned();
+    }
+    hooks
+        .iter()
+        .map(|h| format!("{} (signed with {})", h.shown(), h.hmac_secret))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn table(p: &Policy) -> Table {
@@ -141,6 +175,7 @@ fn table(p: &Policy) -> Table {
         ("canary_share", format!("{}%", p.canary_share)),
         ("canary_observation", human(p.canary_observation)),
         ("canary_max_failures", p.canary_max_failures.to_string()),
+        ("notify", notify_list(&p.notify)),
     ] {
         t.row([k.to_owned(), v]);
     }
@@ -182,6 +217,32 @@ mod tests {
         assert_eq!(p.strategy, Strategy::Immediate);
         assert_eq!(p.min_overlap, Policy::default().min_overlap);
         assert_eq!(apply(Policy::default(), &[]).unwrap(), Policy::default());
+    }
+
+    #[test]
+    fn notify_webhooks_are_added_listed_and_removed() {
+        let add = |p, url| {
+            apply(
+                p,
+                &["--notify-webhook", url, "--notify-hmac-secret", "ops/k"],
+            )
+        };
+        let p = add(Policy::default(), "https://a.example/x?token=t").unwrap();
+        let p = add(p, "https://b.example/y").unwrap();
+        // The same one again is not added twice.
+        let p = add(p, "https://b.example/y").unwrap();
+        assert_eq!(
+            notify_list(&p.notify),
+            "https://a.example/x (signed with ops/k), https://b.example/y (signed with ops/k)"
+        );
+        assert!(add(Policy::default(), "ftp://a/x").is_err());
+        assert!(
+            flags(&["--notify-webhook", "https://a/x"]).is_err(),
+            "needs a key"
+        );
+        let p = apply(p, &["--no-notify"]).unwrap();
+        assert!(p.notify.is_empty());
+        assert_eq!(notify_list(&p.notify), "-");
     }
 
     #[test]

@@ -279,7 +279,7 @@ mod tests {
             .into_iter()
             .chain(args.iter().copied());
         match Cli::try_parse_from(argv).unwrap().command {
-            Command::Secret(SecretCommand::Put(p)) => p,
+            Command::Secret(SecretCommand::Put(p)) => *p,
             other => panic!("{other:?}"),
         }
     }

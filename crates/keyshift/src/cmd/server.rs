@@ -3,9 +3,11 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use keyshift_server::notify::NotifyConfig;
 use keyshift_server::{init as init_store, ServeConfig, Server};
 
 use crate::cli::{InitArgs, Output, ServeArgs};
+use crate::cmd::policy::webhooks;
 use crate::exit;
 
 /// `keyshift init`: creates the data directory and prints the root token.
@@ -58,9 +60,15 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.data_dir.clone()
     };
+    let notify = NotifyConfig {
+        webhooks: webhooks(&args.notify_webhook, args.notify_hmac_secret.as_ref()),
+        nats: args.notify_nats.clone(),
+        ..NotifyConfig::default()
+    };
     let config = ServeConfig::new(data_dir)
         .listen(args.listen)
-        .store_url(args.store.clone());
+        .store_url(args.store.clone())
+        .notify(notify);
     let server = Server::start(config).await?;
     let addr = server.local_addr()?;
     // On stdout, so scripts and tests can read the bound port.
