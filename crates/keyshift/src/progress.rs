@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use keyshift_client::{ApiClient, ClientError};
-use keyshift_core::api::RotationInfo;
-use keyshift_core::rotation::{PhaseOutcome, PhaseRecord, Status};
+use keyshift_core::api::{ConsumerInfo, ConsumerStatus, RotationInfo};
+use keyshift_core::rotation::{Phase, PhaseOutcome, PhaseRecord, Status};
 use keyshift_core::Timestamp;
 use tokio::time::MissedTickBehavior;
 
@@ -17,6 +17,9 @@ use crate::output::{duration, or_dash};
 
 /// How often the rotation is polled.
 const POLL_EVERY: Duration = Duration::from_millis(200);
+
+/// How often the consumers are read while the rotation is in its overlap.
+const CONSUMERS_EVERY: Duration = Duration::from_secs(1);
 
 /// How long polling may fail (server restarting, network blip) before
 /// waiting gives up. A restarted server resumes the rotation, so a short
@@ -51,6 +54,7 @@ pub async fn wait(client: &ApiClient, first: RotationInfo) -> anyhow::Result<Wai
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ticker.tick().await;
     let mut failing_since: Option<Instant> = None;
+    let mut consumers_read: Option<Instant> = None;
 
     while rot.status == Status::Running {
         let poll = async {
@@ -72,6 +76,15 @@ pub async fn wait(client: &ApiClient, first: RotationInfo) -> anyhow::Result<Wai
                 }
                 rot = next;
                 view.apply(&tracker.changes(&rot.phases), &rot);
+                let due = consumers_read.is_none_or(|t| t.elapsed() >= CONSUMERS_EVERY);
+                if rot.phase == Phase::Overlap && due {
+                    consumers_read = Some(Instant::now());
+                    // Best effort: the rotation's own record is what counts.
+                    if let Ok(list) = client.consumers(&rot.secret).await {
+                        let now = Timestamp::from_system(SystemTime::now());
+                        view.migration(&rot, &migration_line(&rot, &list.consumers, now));
+                    }
+                }
             }
             Err(e) if is_transient(&e) => {
                 let since = *failing_since.get_or_insert_with(|| {
@@ -175,7 +188,9 @@ impl Tracker {
 /// Where progress goes.
 enum View {
     Live(Live),
-    Plain,
+    /// One line per change; the last migration line, printed again only
+    /// when it changes.
+    Plain(Option<String>),
 }
 
 struct Live {
@@ -191,7 +206,7 @@ impl View {
                 bars: HashMap::new(),
             })
         } else {
-            View::Plain
+            View::Plain(None)
         }
     }
 
@@ -199,7 +214,25 @@ impl View {
         for &change in changes {
             match self {
                 View::Live(live) => live.apply(change, rot),
-                View::Plain => eprintln!("{}", plain_line(change, rot)),
+                View::Plain(_) => eprintln!("{}", plain_line(change, rot)),
+            }
+        }
+    }
+
+    /// Shows the consumers' migration on the overlap's line.
+    fn migration(&mut self, rot: &RotationInfo, line: &str) {
+        match self {
+            View::Live(live) => {
+                let overlap = rot.phases.len().checked_sub(1);
+                if let Some(bar) = overlap.and_then(|i| live.bars.get(&i)) {
+                    bar.set_message(line.to_owned());
+                }
+            }
+            View::Plain(last) => {
+                if last.as_deref() != Some(line) {
+                    eprintln!("overlap: {line}");
+                    *last = Some(line.to_owned());
+                }
             }
         }
     }
@@ -209,7 +242,7 @@ impl View {
             View::Live(live) => {
                 let _ = live.multi.println(msg);
             }
-            View::Plain => eprintln!("{msg}"),
+            View::Plain(_) => eprintln!("{msg}"),
         }
     }
 
@@ -343,6 +376,65 @@ fn summary(rot: &RotationInfo) -> String {
     }
 }
 
+/// The overlap's progress: consumers migrated out of live (a bar), how
+/// fast they moved since Promote, the old version's uses and sessions at
+/// the gate's last check, and who has not moved.
+///
+/// `[######----] 6/10 consumers migrated (3.0/min); old version: 12 uses
+/// in the last cycle; waiting on web-7, web-9`
+fn migration_line(rot: &RotationInfo, consumers: &[ConsumerInfo], now: Timestamp) -> String {
+    const WIDTH: usize = 10;
+    let live: Vec<&ConsumerInfo> = consumers
+        .iter()
+        .filter(|c| c.status != ConsumerStatus::Stale)
+        .collect();
+    let migrated = live
+        .iter()
+        .filter(|c| c.status == ConsumerStatus::Migrated)
+        .count();
+    let filled = (migrated * WIDTH).checked_div(live.len()).unwrap_or(WIDTH);
+    let mut line = format!(
+        "[{}{}] {migrated}/{} consumers migrated",
+        "#".repeat(filled),
+        "-".repeat(WIDTH - filled),
+        live.len()
+    );
+    let promoted = rot
+        .phases
+        .iter()
+        .find(|p| p.phase == Phase::Promote)
+        .and_then(|p| p.ended_at);
+    if let Some(t) = promoted {
+        let minutes = now.since(t).as_secs_f64() / 60.0;
+        if minutes > 0.0 && migrated > 0 {
+            line.push_str(&format!(" ({:.1}/min)", migrated as f64 / minutes));
+        }
+    }
+    if let Some(m) = &rot.gate.migration {
+        line.push_str(&format!(
+            "; old version: {} uses in the last cycle",
+            m.old_uses
+        ));
+        if let Some(n) = m.old_sessions {
+            line.push_str(&format!(", {n} open sessions"));
+        }
+    }
+    let waiting: Vec<&str> = live
+        .iter()
+        .filter(|c| c.status == ConsumerStatus::Pending)
+        .map(|c| c.consumer_id.as_str())
+        .collect();
+    if !waiting.is_empty() {
+        const NAMED: usize = 5;
+        let mut who = waiting[..waiting.len().min(NAMED)].join(", ");
+        if waiting.len() > NAMED {
+            who.push_str(", ...");
+        }
+        line.push_str(&format!("; waiting on {who}"));
+    }
+    line
+}
+
 fn one_line(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -351,7 +443,7 @@ fn one_line(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use keyshift_core::rotation::Phase;
+    use keyshift_core::rotation::Migration;
     use keyshift_core::{Strategy, VersionNumber};
 
     use super::*;
@@ -382,6 +474,54 @@ mod tests {
             emergency: None,
             gate: Default::default(),
         }
+    }
+
+    #[test]
+    fn migration_line_shows_the_bar_velocity_uses_and_who_waits() {
+        let mut rot = rotation(
+            vec![
+                rec(Phase::Promote, 0, Some(1000)),
+                rec(Phase::Overlap, 1000, None),
+            ],
+            Status::Running,
+        );
+        let consumer = |id: &str, status| ConsumerInfo {
+            consumer_id: id.to_owned(),
+            version: None,
+            host: None,
+            process: None,
+            first_seen: Timestamp::from_millis(0),
+            last_seen: Timestamp::from_millis(0),
+            status,
+        };
+        let consumers = [
+            consumer("a", ConsumerStatus::Migrated),
+            consumer("b", ConsumerStatus::Migrated),
+            consumer("c", ConsumerStatus::Migrated),
+            consumer("d", ConsumerStatus::Pending),
+            consumer("e", ConsumerStatus::Stale),
+        ];
+        let a_minute_later = Timestamp::from_millis(61_000);
+        assert_eq!(
+            migration_line(&rot, &consumers, a_minute_later),
+            "[#######---] 3/4 consumers migrated (3.0/min); waiting on d"
+        );
+        rot.gate.migration = Some(Migration {
+            live: 4,
+            migrated: 3,
+            old_uses: 12,
+            old_sessions: Some(1),
+        });
+        assert_eq!(
+            migration_line(&rot, &consumers[..3], a_minute_later),
+            "[##########] 3/3 consumers migrated (3.0/min); \
+             old version: 12 uses in the last cycle, 1 open sessions"
+        );
+        assert_eq!(
+            migration_line(&rot, &[], a_minute_later),
+            "[##########] 0/0 consumers migrated; \
+             old version: 12 uses in the last cycle, 1 open sessions"
+        );
     }
 
     #[test]

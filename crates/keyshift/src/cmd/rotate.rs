@@ -125,6 +125,18 @@ fn describe(rot: &RotationInfo) -> String {
     if !gate.stragglers.is_empty() {
         t.row(["stragglers:".to_owned(), gate.stragglers.join(", ")]);
     }
+    if let Some(m) = &gate.migration {
+        let sessions = m
+            .old_sessions
+            .map_or_else(String::new, |n| format!(", {n} open sessions"));
+        t.row([
+            "migration:".to_owned(),
+            format!(
+                "{}/{} live consumers on the new version; old version: {} uses in the last cycle{sessions} (at the last gate check)",
+                m.migrated, m.live, m.old_uses
+            ),
+        ]);
+    }
     t.render()
 }
 
