@@ -486,6 +486,10 @@ pub mod opt_secret {
     }
 }
 
+/// The longest heartbeat interval a consumer may announce
+/// ([`Heartbeat::interval_ms`]): one hour.
+pub const MAX_HEARTBEAT_INTERVAL_MS: u64 = 3_600_000;
+
 /// `POST /v1/consumers/heartbeat`: a consumer says which versions it holds.
 /// The server records it; the overlap gate reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -502,6 +506,11 @@ pub struct Heartbeat {
     pub process: Option<String>,
     /// Each secret it watches and the version it holds (None: none yet).
     pub holds: Vec<Holding>,
+    /// How often it sends heartbeats, in milliseconds: the server counts
+    /// it stale after the policy's `stale_after_missed` missed ones
+    /// (without it, after `consumer_stale_after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
 }
 
 /// One secret a consumer holds.
@@ -585,16 +594,11 @@ pub enum ConsumerStatus {
 }
 
 impl ConsumerStatus {
-    /// The status of a consumer holding `held`, last heard from at
-    /// `last_seen`, when `current` is the secret's current version and
-    /// consumers heard from before `live_since` are stale.
-    pub fn of(
-        held: Option<VersionNumber>,
-        last_seen: Timestamp,
-        current: Option<VersionNumber>,
-        live_since: Timestamp,
-    ) -> Self {
-        if last_seen < live_since {
+    /// The status of a consumer holding `held`, when `current` is the
+    /// secret's current version and `live` says whether it is heard from
+    /// often enough (see [`Policy::is_live`]).
+    pub fn of(held: Option<VersionNumber>, current: Option<VersionNumber>, live: bool) -> Self {
+        if !live {
             ConsumerStatus::Stale
         } else if held.is_some() && held == current {
             ConsumerStatus::Migrated

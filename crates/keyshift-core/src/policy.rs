@@ -110,9 +110,13 @@ pub struct Policy {
     /// passed. Default 30 s.
     #[serde(with = "human_duration")]
     pub monitoring_cycle: Duration,
-    /// A consumer not heard from for this long is stale: it no longer
-    /// holds the overlap gate. Default 15 s, three missed heartbeats of
-    /// the SDK's 5 s default.
+    /// A consumer that said how often it sends heartbeats is stale (it no
+    /// longer holds the overlap gate) after this many missed ones.
+    /// Default 3.
+    pub stale_after_missed: u32,
+    /// A consumer that did not say how often it sends heartbeats is stale
+    /// when not heard from for this long. Default 15 s, three missed
+    /// heartbeats of the SDK's 5 s default.
     #[serde(with = "human_duration")]
     pub consumer_stale_after: Duration,
     /// Roll back on its own when a verification fails. Default true.
@@ -206,6 +210,7 @@ impl Default for Policy {
             max_overlap: Duration::from_secs(24 * 3600),
             on_timeout: OnTimeout::Hold,
             monitoring_cycle: Duration::from_secs(30),
+            stale_after_missed: 3,
             consumer_stale_after: Duration::from_secs(15),
             rollback_on_failure: true,
             max_attempts: 3,
@@ -238,8 +243,11 @@ pub enum PolicyError {
         /// The value given.
         actual: u32,
     },
-    /// `monitoring_cycle` or `consumer_stale_after` is zero.
-    #[error("monitoring_cycle and consumer_stale_after must be longer than zero")]
+    /// `monitoring_cycle`, `consumer_stale_after` or `stale_after_missed`
+    /// is zero.
+    #[error(
+        "monitoring_cycle, consumer_stale_after and stale_after_missed must be more than zero"
+    )]
     ZeroCycle,
     /// `retry_backoff` is zero or longer than a minute.
     #[error("retry_backoff must be between 1ms and 1m")]
@@ -277,7 +285,10 @@ impl Policy {
                 actual: self.max_attempts,
             });
         }
-        if self.monitoring_cycle.is_zero() || self.consumer_stale_after.is_zero() {
+        if self.monitoring_cycle.is_zero()
+            || self.consumer_stale_after.is_zero()
+            || self.stale_after_missed == 0
+        {
             return Err(PolicyError::ZeroCycle);
         }
         if self.retry_backoff.is_zero() || self.retry_backoff > Duration::from_secs(60) {
@@ -303,9 +314,20 @@ impl Policy {
         Ok(())
     }
 
-    /// Consumers last heard from before this are stale at `now`.
-    pub fn live_since(&self, now: Timestamp) -> Timestamp {
-        now.saturating_sub(self.consumer_stale_after)
+    /// Whether a consumer last heard from at `last_seen`, which sends
+    /// heartbeats every `interval` (None: it did not say), is live at
+    /// `now`: heard from within `stale_after_missed` intervals, or within
+    /// `consumer_stale_after` when its interval is unknown.
+    pub fn is_live(
+        &self,
+        last_seen: Timestamp,
+        interval: Option<Duration>,
+        now: Timestamp,
+    ) -> bool {
+        let window = interval.map_or(self.consumer_stale_after, |i| {
+            i.saturating_mul(self.stale_after_missed)
+        });
+        last_seen >= now.saturating_sub(window)
     }
 
     /// The wait before attempt `attempt` (1-based) of a step: zero for the
@@ -324,6 +346,30 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consumers_go_stale_after_missed_heartbeats_or_the_fallback() {
+        let p = Policy {
+            stale_after_missed: 3,
+            consumer_stale_after: Duration::from_secs(15),
+            ..Policy::default()
+        };
+        let now = Timestamp::from_millis(100_000);
+        let seen = |ms_ago: i64| Timestamp::from_millis(100_000 - ms_ago);
+        let every_2s = Some(Duration::from_secs(2));
+        assert!(
+            p.is_live(seen(6_000), every_2s, now),
+            "3 missed: still live"
+        );
+        assert!(!p.is_live(seen(6_001), every_2s, now));
+        assert!(p.is_live(seen(15_000), None, now));
+        assert!(!p.is_live(seen(15_001), None, now));
+        let zero = Policy {
+            stale_after_missed: 0,
+            ..Policy::default()
+        };
+        assert_eq!(zero.validate(), Err(PolicyError::ZeroCycle));
+    }
 
     #[test]
     fn notify_webhooks_are_checked_and_shown_without_their_query() {

@@ -154,6 +154,51 @@ async fn a_stale_consumer_stops_holding_the_gate() {
 }
 
 #[tokio::test]
+async fn a_consumer_that_misses_its_heartbeats_stops_holding_the_gate() {
+    let server = TestServer::start().await;
+    // Stale after 3 missed heartbeats of its announced 200 ms; the 1 h
+    // fallback is for consumers that announce nothing.
+    let name = create(
+        &server,
+        json!({"min_overlap": "0s", "monitoring_cycle": "200ms",
+               "stale_after_missed": 3, "consumer_stale_after": "1h"}),
+    )
+    .await;
+    let beat = json!({"consumer_id": "gone-pod", "interval_ms": 200,
+                      "holds": [{"secret": name, "version": 1}]});
+    let sent = std::time::SystemTime::now();
+    let (status, answer) = server
+        .call(Method::POST, "/v1/consumers/heartbeat", Some(beat))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
+    heartbeat(&server, "silent-pod", &name, 2).await;
+    let id = start_rotation(&server, &name).await;
+    let held = wait_held(&server, &id).await;
+    assert_eq!(held["gate"]["stragglers"], json!(["gone-pod"]), "{held}");
+
+    let done = server.wait_rotation(&id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(
+        phase_start(&done, "revoke") >= sent + std::time::Duration::from_millis(590),
+        "held until three heartbeats were missed: {done}"
+    );
+    assert_eq!(
+        consumer_statuses(&server, &name).await,
+        [
+            ("gone-pod".to_owned(), "stale".to_owned()),
+            ("silent-pod".to_owned(), "migrated".to_owned())
+        ]
+    );
+    // An announced interval must be sane.
+    let beat =
+        json!({"consumer_id": "x", "interval_ms": 0, "holds": [{"secret": name, "version": 2}]});
+    let (status, _) = server
+        .call(Method::POST, "/v1/consumers/heartbeat", Some(beat))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
 async fn on_timeout_revoke_names_the_stragglers_and_hold_waits_for_the_operator() {
     let server = TestServer::start().await;
     let revoke = create(

@@ -143,6 +143,8 @@ pub struct ConsumerRecord {
     pub first_seen: Timestamp,
     /// Its latest heartbeat naming this secret.
     pub last_seen: Timestamp,
+    /// How often it said it sends heartbeats (None: it did not say).
+    pub heartbeat_interval: Option<std::time::Duration>,
 }
 
 /// Uses of one version in one one-minute window (`window_start` aligned to

@@ -140,8 +140,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records a consumer's heartbeat: for each `(secret, version)` it
     /// holds, upserts the row of (secret, `consumer_id`) with that version,
-    /// `host`, `process` and `last_seen = now`; `first_seen` is set on
-    /// insert only. A secret named twice keeps its last holding. One
+    /// `host`, `process`, `interval` (how often it says it sends
+    /// heartbeats) and `last_seen = now`; `first_seen` is set on insert
+    /// only. A secret named twice keeps its last holding. One
     /// transaction, no event.
     ///
     /// [`StoreError::NotFound`] if any named secret does not exist; then
@@ -151,6 +152,7 @@ pub trait Store: Send + Sync + 'static {
         consumer_id: &str,
         host: Option<&str>,
         process: Option<&str>,
+        interval: Option<std::time::Duration>,
         holds: &[(SecretName, Option<VersionNumber>)],
         now: Timestamp,
     ) -> Result<(), StoreError>;

@@ -429,6 +429,7 @@ async fn upgrades_a_v1_store(url: &str, raw_url: &str, v1: &str) {
             "c1",
             None,
             None,
+            None,
             &[(n.clone(), Some(VersionNumber(1)))],
             t(1),
         )
@@ -455,7 +456,7 @@ async fn upgrades_a_v1_store(url: &str, raw_url: &str, v1: &str) {
             .await
             .unwrap();
     raw.close().await;
-    assert_eq!(versions, [1, 2, 3, 4]);
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
 }
 
 #[tokio::test]

@@ -473,8 +473,14 @@ pub struct PolicyFlags {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub monitoring_cycle: Option<std::time::Duration>,
 
-    /// A consumer not heard from for this long no longer holds the overlap
-    /// gate. Default 15s (three missed heartbeats of the SDK's default).
+    /// A consumer that announced its heartbeat interval (the SDK does) no
+    /// longer holds the overlap gate after this many missed heartbeats.
+    /// Default 3.
+    #[arg(long, value_name = "N")]
+    pub stale_after_missed: Option<u32>,
+
+    /// A consumer that announced no heartbeat interval no longer holds the
+    /// overlap gate when not heard from for this long. Default 15s.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub consumer_stale_after: Option<std::time::Duration>,
 

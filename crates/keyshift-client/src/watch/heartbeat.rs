@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use keyshift_core::api::{Heartbeat, Holding};
+use keyshift_core::api::{Heartbeat, Holding, MAX_HEARTBEAT_INTERVAL_MS};
 use keyshift_core::{SecretName, VersionNumber};
 
 use super::errors::unreachable;
@@ -21,6 +21,11 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             host: Some(shared.host.clone()),
             process: Some(shared.process.clone()),
             holds: holdings(&shared.all_slots()),
+            interval_ms: Some(
+                u64::try_from(shared.config.heartbeat_interval.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .clamp(1, MAX_HEARTBEAT_INTERVAL_MS),
+            ),
         };
         if !beat.holds.is_empty() {
             tokio::select! {

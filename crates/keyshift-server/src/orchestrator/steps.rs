@@ -178,8 +178,8 @@ pub(super) async fn perform(
     }
 }
 
-/// The overlap gate: open when every live consumer (heard from within
-/// `consumer_stale_after`) reports holding `new`, nobody reported a use of
+/// The overlap gate: open when every live consumer (see
+/// [`Policy::is_live`](keyshift_core::Policy::is_live)) reports holding `new`, nobody reported a use of
 /// `old` within the last monitoring cycle, and the target (where it can
 /// tell) sees no session of `old`.
 async fn gate(
@@ -190,12 +190,12 @@ async fn gate(
 ) -> Result<StepOutput, StepFailure> {
     let now = now();
     let policy = &rotation.policy;
-    let live_since = policy.live_since(now);
     let mut migration = Migration::default();
     let mut stragglers = Vec::new();
     for c in ctx.store.list_consumers(&ctx.secret.name).await? {
         // A consumer that holds nothing yet does not hold the old one.
-        let Some(held) = c.version.filter(|_| c.last_seen >= live_since) else {
+        let live = policy.is_live(c.last_seen, c.heartbeat_interval, now);
+        let Some(held) = c.version.filter(|_| live) else {
             continue;
         };
         migration.live += 1;

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use keyshift_core::api::{
     valid_consumer_id, ConsumerInfo, ConsumerList, ConsumerStatus, FailureReport, Heartbeat, Scope,
-    UsageCount, UsageList, UsageReport, UsageWindow,
+    UsageCount, UsageList, UsageReport, UsageWindow, MAX_HEARTBEAT_INTERVAL_MS,
 };
 use keyshift_core::{SecretName, Timestamp};
 
@@ -70,6 +70,14 @@ pub async fn heartbeat(
     check_label("host", beat.host.as_deref())?;
     check_label("process", beat.process.as_deref())?;
     check_count(beat.holds.len())?;
+    let interval = match beat.interval_ms {
+        Some(ms) if ms == 0 || ms > MAX_HEARTBEAT_INTERVAL_MS => {
+            return Err(ApiError::BadRequest(format!(
+                "interval_ms must be between 1 and {MAX_HEARTBEAT_INTERVAL_MS} (actual={ms})"
+            )))
+        }
+        ms => ms.map(std::time::Duration::from_millis),
+    };
     for h in &beat.holds {
         caller.require(Scope::Read, &h.secret)?;
         check_version(h.version)?;
@@ -85,6 +93,7 @@ pub async fn heartbeat(
             &beat.consumer_id,
             beat.host.as_deref(),
             beat.process.as_deref(),
+            interval,
             &holds,
             now(),
         )
@@ -157,14 +166,20 @@ fn checked_counts(
 pub async fn list(state: &AppState, name: SecretName) -> Result<Json<ConsumerList>, ApiError> {
     let secret = state.store.get_secret(&name).await?;
     let current = secret.labels.get(&keyshift_core::Label::Current).copied();
-    let live_since = secret.policy.live_since(now());
+    let now = now();
     let consumers = state
         .store
         .list_consumers(&name)
         .await?
         .into_iter()
         .map(|c| ConsumerInfo {
-            status: ConsumerStatus::of(c.version, c.last_seen, current, live_since),
+            status: ConsumerStatus::of(
+                c.version,
+                current,
+                secret
+                    .policy
+                    .is_live(c.last_seen, c.heartbeat_interval, now),
+            ),
             consumer_id: c.consumer_id,
             version: c.version,
             host: c.host,

@@ -10,6 +10,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::time::Duration;
+
 use keyshift_core::{SecretName, Timestamp, VersionNumber};
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, AnyConnection, Arguments, Encode, Row, Type};
@@ -134,6 +136,9 @@ fn consumer_record(secret: &SecretName, row: &AnyRow) -> Result<ConsumerRecord, 
         process: row.try_get("process")?,
         first_seen: ts(row.try_get("first_seen")?),
         last_seen: ts(row.try_get("last_seen")?),
+        heartbeat_interval: row
+            .try_get::<Option<i64>, _>("heartbeat_interval_ms")?
+            .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
     })
 }
 
@@ -152,6 +157,7 @@ impl SqlStore {
         consumer_id: &str,
         host: Option<&str>,
         process: Option<&str>,
+        interval: Option<Duration>,
         holds: &[(SecretName, Option<VersionNumber>)],
         now: Timestamp,
     ) -> Result<(), StoreError> {
@@ -170,27 +176,31 @@ impl SqlStore {
             rows.push((id_of(&ids, name)?, *version));
         }
         rows.sort_unstable();
+        let interval_ms = interval.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         for chunk in rows.chunks(BATCH_ROWS) {
-            // $1..$4 are shared by every row; each row adds its own two.
+            // $1..$5 are shared by every row; each row adds its own two.
             let mut args = AnyArguments::default();
             bind(&mut args, consumer_id.to_owned())?;
             bind(&mut args, host.map(str::to_owned))?;
             bind(&mut args, process.map(str::to_owned))?;
             bind(&mut args, now.as_millis())?;
+            bind(&mut args, interval_ms)?;
             let mut values = Vec::with_capacity(chunk.len());
             for (i, (secret_id, version)) in chunk.iter().enumerate() {
-                let p = 5 + 2 * i;
-                values.push(format!("(${p}, $1, ${}, $2, $3, $4, $4)", p + 1));
+                let p = 6 + 2 * i;
+                values.push(format!("(${p}, $1, ${}, $2, $3, $4, $4, $5)", p + 1));
                 bind(&mut args, *secret_id)?;
                 bind(&mut args, *version)?;
             }
             let sql = format!(
                 "INSERT INTO consumers \
-                 (secret_id, consumer_id, version, host, process, first_seen, last_seen) \
+                 (secret_id, consumer_id, version, host, process, first_seen, last_seen, \
+                 heartbeat_interval_ms) \
                  VALUES {} \
                  ON CONFLICT (secret_id, consumer_id) DO UPDATE SET \
                  version = excluded.version, host = excluded.host, \
-                 process = excluded.process, last_seen = excluded.last_seen",
+                 process = excluded.process, last_seen = excluded.last_seen, \
+                 heartbeat_interval_ms = excluded.heartbeat_interval_ms",
                 values.join(", ")
             );
             sqlx::query_with(&sql, args).execute(&mut *tx).await?;
@@ -206,8 +216,8 @@ impl SqlStore {
         let mut conn = self.pool.acquire().await?;
         let id = self.secret_id(&mut conn, name).await?;
         let rows = sqlx::query(
-            "SELECT consumer_id, version, host, process, first_seen, last_seen \
-             FROM consumers WHERE secret_id = $1",
+            "SELECT consumer_id, version, host, process, first_seen, last_seen, \
+             heartbeat_interval_ms FROM consumers WHERE secret_id = $1",
         )
         .bind(id)
         .fetch_all(&mut *conn)

@@ -42,6 +42,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0004_usage_last_at.sql"),
         postgres: include_str!("../../migrations/postgres/0004_usage_last_at.sql"),
     },
+    Migration {
+        version: 5,
+        description: "each consumer's heartbeat interval",
+        sqlite: include_str!("../../migrations/sqlite/0005_heartbeat_interval.sql"),
+        postgres: include_str!("../../migrations/postgres/0005_heartbeat_interval.sql"),
+    },
 ];
 
 /// The advisory lock key PostgreSQL replicas take while migrating

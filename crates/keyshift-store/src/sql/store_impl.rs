@@ -132,10 +132,11 @@ impl Store for SqlStore {
         consumer_id: &str,
         host: Option<&str>,
         process: Option<&str>,
+        interval: Option<std::time::Duration>,
         holds: &[(SecretName, Option<VersionNumber>)],
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.record_heartbeat_impl(consumer_id, host, process, holds, now)
+        self.record_heartbeat_impl(consumer_id, host, process, interval, holds, now)
             .await
     }
 

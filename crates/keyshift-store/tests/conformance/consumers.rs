@@ -40,6 +40,7 @@ fn consumer(
         process: process.map(Into::into),
         first_seen: t(first_seen),
         last_seen: t(last_seen),
+        heartbeat_interval: None,
     }
 }
 
@@ -68,40 +69,51 @@ pub async fn heartbeat_upsert_keeps_first_seen(s: Arc<dyn Store>) {
     assert!(s.list_consumers(&n).await.unwrap().is_empty());
 
     let holds = |version| [(n.clone(), version)];
+    let every_5s = Some(std::time::Duration::from_secs(5));
     s.record_heartbeat(
         "orders-1",
         Some("web-3"),
         Some("orders"),
+        every_5s,
         &holds(Some(v(1))),
         t(1000),
     )
     .await
     .unwrap();
-    s.record_heartbeat("orders-2", None, None, &holds(None), t(1500))
+    s.record_heartbeat("orders-2", None, None, None, &holds(None), t(1500))
         .await
         .unwrap();
+    let mut first = consumer(
+        &n,
+        "orders-1",
+        Some(1),
+        Some("web-3"),
+        Some("orders"),
+        1000,
+        1000,
+    );
+    first.heartbeat_interval = every_5s;
     assert_eq!(
         s.list_consumers(&n).await.unwrap(),
         [
-            consumer(
-                &n,
-                "orders-1",
-                Some(1),
-                Some("web-3"),
-                Some("orders"),
-                1000,
-                1000
-            ),
-            consumer(&n, "orders-2", None, None, None, 1500, 1500),
+            first,
+            consumer(&n, "orders-2", None, None, None, 1500, 1500)
         ]
     );
 
-    // The second heartbeat moves version, host, process and last_seen;
-    // first_seen stays.
-    s.record_heartbeat("orders-1", Some("web-4"), None, &holds(Some(v(2))), t(2000))
-        .await
-        .unwrap();
-    s.record_heartbeat("orders-2", None, None, &holds(Some(v(2))), t(2500))
+    // The second heartbeat moves version, host, process, interval and
+    // last_seen; first_seen stays.
+    s.record_heartbeat(
+        "orders-1",
+        Some("web-4"),
+        None,
+        None,
+        &holds(Some(v(2))),
+        t(2000),
+    )
+    .await
+    .unwrap();
+    s.record_heartbeat("orders-2", None, None, None, &holds(Some(v(2))), t(2500))
         .await
         .unwrap();
     assert_eq!(
@@ -114,7 +126,7 @@ pub async fn heartbeat_upsert_keeps_first_seen(s: Arc<dyn Store>) {
 
     // Sorted by consumer id, byte-wise on both engines.
     for id in ["a.1", "B-1", "a-1"] {
-        s.record_heartbeat(id, None, None, &holds(None), t(3000))
+        s.record_heartbeat(id, None, None, None, &holds(None), t(3000))
             .await
             .unwrap();
     }
@@ -139,6 +151,7 @@ pub async fn heartbeat_covers_several_secrets(s: Arc<dyn Store>) {
         "c1",
         Some("h1"),
         None,
+        None,
         &[(a.clone(), Some(v(1))), (b.clone(), None)],
         t(100),
     )
@@ -148,6 +161,7 @@ pub async fn heartbeat_covers_several_secrets(s: Arc<dyn Store>) {
         "c2",
         None,
         Some("p2"),
+        None,
         &[(b.clone(), Some(v(3))), (c.clone(), Some(v(1)))],
         t(200),
     )
@@ -175,6 +189,7 @@ pub async fn heartbeat_covers_several_secrets(s: Arc<dyn Store>) {
         "c1",
         Some("h1"),
         None,
+        None,
         &[(a.clone(), Some(v(1))), (a.clone(), Some(v(2)))],
         t(300),
     )
@@ -190,7 +205,7 @@ pub async fn heartbeat_covers_several_secrets(s: Arc<dyn Store>) {
     );
 
     // Holding nothing is a no-op.
-    s.record_heartbeat("c3", None, None, &[], t(400))
+    s.record_heartbeat("c3", None, None, None, &[], t(400))
         .await
         .unwrap();
     for n in [&a, &b, &c] {
@@ -207,9 +222,16 @@ pub async fn heartbeat_unknown_secret_writes_nothing(s: Arc<dyn Store>) {
     let (a, b) = (name("prod/a"), name("prod/b"));
     create(&s, &a).await;
     create(&s, &b).await;
-    s.record_heartbeat("c1", Some("h1"), None, &[(a.clone(), Some(v(1)))], t(10))
-        .await
-        .unwrap();
+    s.record_heartbeat(
+        "c1",
+        Some("h1"),
+        None,
+        None,
+        &[(a.clone(), Some(v(1)))],
+        t(10),
+    )
+    .await
+    .unwrap();
     let before = s.list_consumers(&a).await.unwrap();
 
     // The unknown name comes after the known ones: they are not written.
@@ -218,6 +240,7 @@ pub async fn heartbeat_unknown_secret_writes_nothing(s: Arc<dyn Store>) {
             "c1",
             Some("h2"),
             Some("p"),
+            None,
             &[
                 (a.clone(), Some(v(2))),
                 (b.clone(), Some(v(1))),
@@ -231,7 +254,14 @@ pub async fn heartbeat_unknown_secret_writes_nothing(s: Arc<dyn Store>) {
     assert!(s.list_consumers(&b).await.unwrap().is_empty());
 
     let r = s
-        .record_heartbeat("c2", None, None, &[(name("aaa/missing"), None)], t(30))
+        .record_heartbeat(
+            "c2",
+            None,
+            None,
+            None,
+            &[(name("aaa/missing"), None)],
+            t(30),
+        )
         .await;
     assert_secret_not_found(r, "aaa/missing");
     assert_eq!(s.list_consumers(&a).await.unwrap(), before);
@@ -376,18 +406,40 @@ pub async fn prune_removes_old_rows_only(s: Arc<dyn Store>) {
     let (a, b) = (name("prod/a"), name("prod/b"));
     create(&s, &a).await;
     create(&s, &b).await;
-    s.record_heartbeat("old", None, None, &[(a.clone(), Some(v(1)))], t(minute(1)))
-        .await
-        .unwrap();
-    s.record_heartbeat("new", None, None, &[(a.clone(), Some(v(1)))], t(minute(1)))
-        .await
-        .unwrap();
+    s.record_heartbeat(
+        "old",
+        None,
+        None,
+        None,
+        &[(a.clone(), Some(v(1)))],
+        t(minute(1)),
+    )
+    .await
+    .unwrap();
+    s.record_heartbeat(
+        "new",
+        None,
+        None,
+        None,
+        &[(a.clone(), Some(v(1)))],
+        t(minute(1)),
+    )
+    .await
+    .unwrap();
     // Seen again exactly at the cut-off: kept (only last_seen < older_than goes).
-    s.record_heartbeat("new", None, None, &[(a.clone(), Some(v(2)))], t(minute(5)))
-        .await
-        .unwrap();
+    s.record_heartbeat(
+        "new",
+        None,
+        None,
+        None,
+        &[(a.clone(), Some(v(2)))],
+        t(minute(5)),
+    )
+    .await
+    .unwrap();
     s.record_heartbeat(
         "elsewhere",
+        None,
         None,
         None,
         &[(b.clone(), None)],
@@ -438,12 +490,13 @@ pub async fn delete_secret_removes_consumers_and_usage(s: Arc<dyn Store>) {
         "c1",
         None,
         None,
+        None,
         &[(a.clone(), Some(v(1))), (b.clone(), Some(v(1)))],
         t(minute(1)),
     )
     .await
     .unwrap();
-    s.record_heartbeat("c2", None, None, &[(a.clone(), None)], t(minute(1)))
+    s.record_heartbeat("c2", None, None, None, &[(a.clone(), None)], t(minute(1)))
         .await
         .unwrap();
     s.record_usage(&[(a.clone(), v(1), 5), (b.clone(), v(1), 6)], t(minute(1)))
@@ -454,7 +507,7 @@ pub async fn delete_secret_removes_consumers_and_usage(s: Arc<dyn Store>) {
     assert_secret_not_found(s.list_consumers(&a).await, "prod/a");
     assert_secret_not_found(s.usage_since(&a, t(0)).await, "prod/a");
     assert_secret_not_found(
-        s.record_heartbeat("c1", None, None, &[(a.clone(), None)], t(minute(3)))
+        s.record_heartbeat("c1", None, None, None, &[(a.clone(), None)], t(minute(3)))
             .await,
         "prod/a",
     );
@@ -501,7 +554,7 @@ pub async fn concurrent_heartbeats_and_usage(s: Arc<dyn Store>) {
                     holds.reverse();
                     counts.reverse();
                 }
-                s.record_heartbeat(&format!("c{i}"), None, None, &holds, now)
+                s.record_heartbeat(&format!("c{i}"), None, None, None, &holds, now)
                     .await
                     .unwrap();
                 s.record_usage(&counts, now).await.unwrap();

@@ -82,6 +82,9 @@ pub fn with_flags(mut policy: Policy, flags: &PolicyFlags) -> anyhow::Result<Pol
     if let Some(d) = flags.monitoring_cycle {
         policy.monitoring_cycle = d;
     }
+    if let Some(n) = flags.stale_after_missed {
+        policy.stale_after_missed = n;
+    }
     if let Some(d) = flags.consumer_stale_after {
         policy.consumer_stale_after = d;
     }
@@ -166,6 +169,7 @@ fn table(p: &Policy) -> Table {
         ("max_overlap", human(p.max_overlap)),
         ("on_timeout", on_timeout),
         ("monitoring_cycle", human(p.monitoring_cycle)),
+        ("stale_after_missed", p.stale_after_missed.to_string()),
         ("consumer_stale_after", human(p.consumer_stale_after)),
         ("rollback_on_failure", p.rollback_on_failure.to_string()),
         ("max_attempts", p.max_attempts.to_string()),
