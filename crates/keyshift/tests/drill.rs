@@ -108,6 +108,12 @@ impl Drill {
         // only once min_overlap has passed.
         let overlaps = &report["overlap_utilization"];
         assert_eq!(overlaps["overlaps"], 3, "{report:#}");
+        let each = overlaps["each"].as_array().unwrap();
+        assert_eq!(each.len(), 3, "{report:#}");
+        assert!(
+            each.iter().all(|o| o["ratio"].as_f64().unwrap() >= 1.0),
+            "{report:#}"
+        );
         assert_eq!(overlaps["allocated_s"], 0.5, "{report:#}");
         assert!(overlaps["mean"].as_f64().unwrap() >= 1.0, "{report:#}");
         assert!(

@@ -121,6 +121,17 @@ pub struct OverlapUtilization {
     pub max: Option<f64>,
     /// The longest overlap, in seconds.
     pub longest_s: Option<f64>,
+    /// Each overlap, in the order the rotations ran.
+    pub each: Vec<OverlapUse>,
+}
+
+/// How long one rotation's overlap lasted.
+#[derive(Debug, Serialize)]
+pub struct OverlapUse {
+    pub rotation: String,
+    pub used_s: f64,
+    /// Used / allocated; null when nothing was allocated.
+    pub ratio: Option<f64>,
 }
 
 /// A distinct error and how often it happened.
@@ -313,14 +324,24 @@ fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
 
 /// Each ended Overlap phase's length against `allocated`.
 fn overlap_utilization(rotations: &[RotationInfo], allocated: Duration) -> OverlapUtilization {
-    let mut used: Vec<f64> = rotations
-        .iter()
-        .flat_map(|r| &r.phases)
-        .filter(|p| p.phase == Phase::Overlap)
-        .filter_map(|p| Some(p.ended_at?.since(p.started_at).as_secs_f64()))
-        .collect();
-    used.sort_by(f64::total_cmp);
     let window = allocated.as_secs_f64();
+    let ratio = |used: f64| (window > 0.0).then(|| round(used / window));
+    let each: Vec<OverlapUse> = rotations
+        .iter()
+        .flat_map(|r| {
+            r.phases
+                .iter()
+                .filter(|p| p.phase == Phase::Overlap)
+                .filter_map(move |p| Some((r, p.ended_at?.since(p.started_at).as_secs_f64())))
+        })
+        .map(|(r, used)| OverlapUse {
+            rotation: r.id.to_string(),
+            used_s: round(used),
+            ratio: ratio(used),
+        })
+        .collect();
+    let mut used: Vec<f64> = each.iter().map(|o| o.used_s).collect();
+    used.sort_by(f64::total_cmp);
     let ratios: Vec<f64> = if window > 0.0 {
         used.iter().map(|u| u / window).collect()
     } else {
@@ -334,6 +355,7 @@ fn overlap_utilization(rotations: &[RotationInfo], allocated: Duration) -> Overl
         mean,
         p50: percentile(&ratios, 0.50),
         max: percentile(&ratios, 1.0),
-        longest_s: used.last().copied().map(round),
+        longest_s: used.last().copied(),
+        each,
     }
 }
