@@ -53,6 +53,18 @@ async fn wait_held(server: &TestServer, id: &str) -> Value {
     panic!("the gate of {id} never held");
 }
 
+/// Polls until the gate has been checked again after `seen` (bounded).
+async fn next_check(server: &TestServer, id: &str, seen: &Value) -> Value {
+    for _ in 0..400 {
+        let r = rotation(server, id).await;
+        if r["gate"]["checked_at"] != seen["gate"]["checked_at"] {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the gate of {id} was not checked again");
+}
+
 /// `(consumer id, status)` of every consumer of `name`.
 async fn consumer_statuses(server: &TestServer, name: &str) -> Vec<(String, String)> {
     let (status, list) = server
@@ -105,14 +117,7 @@ async fn a_consumer_on_the_old_version_holds_the_gate_until_it_moves() {
         ]
     );
     // Still held by the one that did not move, check after check.
-    let first = held["gate"]["checked_at"].clone();
-    let again = loop {
-        let r = rotation(&server, &id).await;
-        if r["gate"]["checked_at"] != first {
-            break r;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    };
+    let again = next_check(&server, &id, &held).await;
     assert_eq!(again["phase"], "overlap", "{again}");
     assert_eq!(again["gate"]["stragglers"], json!(["stuck-pod"]), "{again}");
 
@@ -367,14 +372,7 @@ async fn an_open_postgres_session_of_the_old_role_holds_the_gate() {
     );
     assert_eq!(held["gate"]["migration"]["old_sessions"], 1, "{held}");
     // Held again at the next check, while the session stays open.
-    let first = held["gate"]["checked_at"].clone();
-    let again = loop {
-        let r = rotation(&server, &id).await;
-        if r["gate"]["checked_at"] != first {
-            break r;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    };
+    let again = next_check(&server, &id, &held).await;
     assert_eq!(again["phase"], "overlap", "{again}");
     assert!(again["gate"]["held"].is_string(), "{again}");
 

@@ -179,9 +179,9 @@ pub(super) async fn perform(
 }
 
 /// The overlap gate: open when every live consumer (see
-/// [`Policy::is_live`](keyshift_core::Policy::is_live)) reports holding `new`, nobody reported a use of
-/// `old` within the last monitoring cycle, and the target (where it can
-/// tell) sees no session of `old`.
+/// [`Policy::is_live`](keyshift_core::Policy::is_live)) reports holding
+/// `new`, nobody reported a use of `old` within the last monitoring cycle,
+/// and the target (where it can tell) sees no session of `old`.
 async fn gate(
     ctx: &Ctx<'_>,
     rotation: &Rotation,

@@ -44,6 +44,18 @@ fn consumer(
     }
 }
 
+/// A heartbeat with no host, process or interval.
+async fn beat(
+    s: &Arc<dyn Store>,
+    consumer_id: &str,
+    holds: &[(SecretName, Option<VersionNumber>)],
+    at: Timestamp,
+) {
+    s.record_heartbeat(consumer_id, None, None, None, holds, at)
+        .await
+        .unwrap();
+}
+
 fn window(version: u64, start: i64, count: u64, last_at: i64) -> UsageWindowRecord {
     UsageWindowRecord {
         version: v(version),
@@ -80,9 +92,7 @@ pub async fn heartbeat_upsert_keeps_first_seen(s: Arc<dyn Store>) {
     )
     .await
     .unwrap();
-    s.record_heartbeat("orders-2", None, None, None, &holds(None), t(1500))
-        .await
-        .unwrap();
+    beat(&s, "orders-2", &holds(None), t(1500)).await;
     let mut first = consumer(
         &n,
         "orders-1",
@@ -113,9 +123,7 @@ pub async fn heartbeat_upsert_keeps_first_seen(s: Arc<dyn Store>) {
     )
     .await
     .unwrap();
-    s.record_heartbeat("orders-2", None, None, None, &holds(Some(v(2))), t(2500))
-        .await
-        .unwrap();
+    beat(&s, "orders-2", &holds(Some(v(2))), t(2500)).await;
     assert_eq!(
         s.list_consumers(&n).await.unwrap(),
         [
@@ -126,9 +134,7 @@ pub async fn heartbeat_upsert_keeps_first_seen(s: Arc<dyn Store>) {
 
     // Sorted by consumer id, byte-wise on both engines.
     for id in ["a.1", "B-1", "a-1"] {
-        s.record_heartbeat(id, None, None, None, &holds(None), t(3000))
-            .await
-            .unwrap();
+        beat(&s, id, &holds(None), t(3000)).await;
     }
     let ids: Vec<String> = s
         .list_consumers(&n)
@@ -205,9 +211,7 @@ pub async fn heartbeat_covers_several_secrets(s: Arc<dyn Store>) {
     );
 
     // Holding nothing is a no-op.
-    s.record_heartbeat("c3", None, None, None, &[], t(400))
-        .await
-        .unwrap();
+    beat(&s, "c3", &[], t(400)).await;
     for n in [&a, &b, &c] {
         assert!(s
             .list_consumers(n)
@@ -406,47 +410,11 @@ pub async fn prune_removes_old_rows_only(s: Arc<dyn Store>) {
     let (a, b) = (name("prod/a"), name("prod/b"));
     create(&s, &a).await;
     create(&s, &b).await;
-    s.record_heartbeat(
-        "old",
-        None,
-        None,
-        None,
-        &[(a.clone(), Some(v(1)))],
-        t(minute(1)),
-    )
-    .await
-    .unwrap();
-    s.record_heartbeat(
-        "new",
-        None,
-        None,
-        None,
-        &[(a.clone(), Some(v(1)))],
-        t(minute(1)),
-    )
-    .await
-    .unwrap();
+    beat(&s, "old", &[(a.clone(), Some(v(1)))], t(minute(1))).await;
+    beat(&s, "new", &[(a.clone(), Some(v(1)))], t(minute(1))).await;
     // Seen again exactly at the cut-off: kept (only last_seen < older_than goes).
-    s.record_heartbeat(
-        "new",
-        None,
-        None,
-        None,
-        &[(a.clone(), Some(v(2)))],
-        t(minute(5)),
-    )
-    .await
-    .unwrap();
-    s.record_heartbeat(
-        "elsewhere",
-        None,
-        None,
-        None,
-        &[(b.clone(), None)],
-        t(minute(5) - 1),
-    )
-    .await
-    .unwrap();
+    beat(&s, "new", &[(a.clone(), Some(v(2)))], t(minute(5))).await;
+    beat(&s, "elsewhere", &[(b.clone(), None)], t(minute(5) - 1)).await;
     s.record_usage(&[(a.clone(), v(1), 1)], t(minute(1)))
         .await
         .unwrap();
@@ -486,19 +454,14 @@ pub async fn delete_secret_removes_consumers_and_usage(s: Arc<dyn Store>) {
     let (a, b) = (name("prod/a"), name("prod/b"));
     create(&s, &a).await;
     create(&s, &b).await;
-    s.record_heartbeat(
+    beat(
+        &s,
         "c1",
-        None,
-        None,
-        None,
         &[(a.clone(), Some(v(1))), (b.clone(), Some(v(1)))],
         t(minute(1)),
     )
-    .await
-    .unwrap();
-    s.record_heartbeat("c2", None, None, None, &[(a.clone(), None)], t(minute(1)))
-        .await
-        .unwrap();
+    .await;
+    beat(&s, "c2", &[(a.clone(), None)], t(minute(1))).await;
     s.record_usage(&[(a.clone(), v(1), 5), (b.clone(), v(1), 6)], t(minute(1)))
         .await
         .unwrap();
