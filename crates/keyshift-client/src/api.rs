@@ -369,6 +369,24 @@ impl ApiClient {
             .await
     }
 
+    /// `GET /v1/report`: the health of the rotations created since `since`
+    /// (default all) that the token may read.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Api`] or [`ClientError::Transport`].
+    pub async fn report(
+        &self,
+        since: Option<Timestamp>,
+    ) -> Result<keyshift_core::report::HealthReport, ClientError> {
+        let query: Vec<(&str, String)> = since
+            .map(|t| ("since", t.to_string()))
+            .into_iter()
+            .collect();
+        self.call(Method::GET, "/v1/report", &query, None, Sensitive::No)
+            .await
+    }
+
     /// `GET /v1/rotations/{id}`: one rotation with its phases.
     ///
     /// # Errors

@@ -30,6 +30,7 @@ mod credential;
 mod kind;
 mod name;
 mod policy;
+pub mod report;
 pub mod rotation;
 mod schedule;
 mod time;

@@ -202,6 +202,7 @@ impl Server {
     ) -> Result<(), ServerError> {
         let cancel = self.state.shutdown.clone();
         tokio::spawn(self.state.scheduler.clone().run(cancel.clone()));
+        tokio::spawn(crate::metrics::upkeep(cancel.clone()));
         let app = routes::app(self.state, self.body_limit);
         tracing::info!(addr = ?self.listener.local_addr().ok(), "keyshift listening");
         let signal = cancel.clone();

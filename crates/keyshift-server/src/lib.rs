@@ -27,6 +27,7 @@ mod bootstrap;
 pub mod config;
 mod dev;
 pub mod error;
+pub mod metrics;
 pub mod notify;
 pub mod orchestrator;
 pub mod routes;

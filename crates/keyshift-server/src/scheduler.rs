@@ -225,6 +225,7 @@ impl Scheduler {
             .list_rotations(&RotationFilter {
                 secret: Some(secret.name.clone()),
                 active_only: false,
+                since: None,
                 limit: secret.policy.circuit_failures.max(1),
             })
             .await

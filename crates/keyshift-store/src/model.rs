@@ -266,6 +266,8 @@ pub struct RotationFilter {
     pub secret: Option<SecretName>,
     /// Only rotations that have not ended.
     pub active_only: bool,
+    /// Only rotations created at or after this time.
+    pub since: Option<Timestamp>,
     /// At most this many (0 returns none).
     pub limit: u32,
 }

@@ -88,6 +88,28 @@ pub struct GlobalArgs {
     /// Log to stderr: -v info, -vv debug, -vvv trace. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+
+    /// How log lines look: `text` for people, `json` (one object a line,
+    /// with the rotation's id and secret on every line a rotation logs) for
+    /// log collectors.
+    #[arg(
+        long,
+        value_enum,
+        env = "KEYSHIFT_LOG_FORMAT",
+        default_value_t = LogFormat::Text,
+        value_name = "FORMAT",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `--output`, on every command that prints data.
@@ -179,6 +201,29 @@ policy's consumer_stale_after: it no longer counts).
 Example:
   keyshift consumers prod/orders/db")]
     Consumers(ConsumersArgs),
+
+    /// Rotation health over a period: mean time to rotate, success rate,
+    /// overlap utilization, migration velocity, incidents.
+    #[command(long_about = "\
+Rotation health over a period, from the rotation records of the secrets you
+can read:
+
+  mean time to rotate     from a rotation's start to the old credential's
+                          revocation, mean
+  success rate            succeeded / ended
+  overlap utilization     each overlap's length / its min_overlap, mean
+                          (1.0: overlaps ended as soon as they could)
+  migration velocity      consumers that moved per minute of overlap, mean
+  incidents per rotation  rolled back or failed, revoked at max_overlap with
+                          consumers left behind, or an emergency rotation
+
+The same figures are on the server's /metrics (docs/metrics.md).
+
+Examples:
+  keyshift report                  # the last 7 days
+  keyshift report --since 24h --output json
+  keyshift report --since 2026-11-01T00:00:00Z")]
+    Report(ReportArgs),
 
     /// Manage API tokens.
     #[command(subcommand)]
@@ -549,6 +594,39 @@ pub struct StatusArgs {
     /// Output format.
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// `keyshift report`.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// The period's start: a duration back from now (7d, 24h) or an RFC 3339
+    /// time.
+    #[arg(long, default_value = "7d", value_parser = parse_since, value_name = "D")]
+    pub since: Since,
+
+    /// Output format.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `--since`: how far back, or from when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// This long before now.
+    Ago(std::time::Duration),
+    /// This time.
+    At(keyshift_core::Timestamp),
+}
+
+fn parse_since(s: &str) -> Result<Since, String> {
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(Since::Ago(d));
+    }
+    humantime::parse_rfc3339_weak(s)
+        .map(|t| Since::At(keyshift_core::Timestamp::from_system(t)))
+        .map_err(|_| {
+            format!("`{s}` is neither a duration (7d, 24h) nor a time (2026-11-01T00:00:00Z)")
+        })
 }
 
 /// `keyshift consumers`.

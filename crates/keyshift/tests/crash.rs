@@ -11,10 +11,9 @@
 //! password in their environment (`PGPASSWORD`, `MYSQL_PWD`), never on a
 //! command line.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use keyshift_targets::{new_ca, X509CaConfig};
@@ -28,93 +27,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-const BIN: &str = env!("CARGO_BIN_EXE_keyshift");
+mod support;
 
-struct Serve {
-    child: Child,
-    addr: String,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Serve {
-    fn start(dir: &Path, hooks: &[(&str, &str)]) -> Serve {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--data-dir"])
-            .arg(dir)
-            .args(["--listen", "127.0.0.1:0"])
-            .env_remove("KEYSHIFT_MASTER_KEY")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in hooks {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn keyshift serve");
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (addr_tx, addr_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = addr_tx.send(addr.trim().to_owned());
-                }
-            }
-        });
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let (err_tx, err_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                let _ = err_tx.send(line);
-            }
-        });
-        let addr = addr_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server printed its address");
-        Serve {
-            child,
-            addr,
-            stderr: err_rx,
-        }
-    }
-
-    fn wait_for_halt(&self, at: &str) {
-        let want = format!("halted at {at}");
-        loop {
-            let line = self
-                .stderr
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| panic!("server never reached {at}"));
-            if line.contains(&want) {
-                return;
-            }
-        }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn init(dir: &Path) -> String {
-    let out = Command::new(BIN)
-        .args(["init", "--output", "json", "--data-dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["root_token"].as_str().unwrap().to_owned()
-}
+use support::{init, Serve};
 
 struct Api {
     http: reqwest::blocking::Client,
@@ -548,7 +463,7 @@ fn crash_at(db: &dyn Db, at: &str, refuse_verify: Option<&str>, strategy: &str) 
     if let Some(phase) = refuse_verify {
         hooks.push(("KEYSHIFT_TEST_REFUSE_VERIFY", phase));
     }
-    let server = Serve::start(dir.path(), &hooks);
+    let server = Serve::start(dir.path(), &[], &hooks);
     let mut api = Api {
         http: reqwest::blocking::Client::new(),
         base: format!("http://{}", server.addr),
@@ -573,7 +488,7 @@ fn crash_at(db: &dyn Db, at: &str, refuse_verify: Option<&str>, strategy: &str) 
     server.kill();
 
     // Restarted without hooks: the rotation resumes from its persisted phase.
-    let server = Serve::start(dir.path(), &[]);
+    let server = Serve::start(dir.path(), &[], &[]);
     api.base = format!("http://{}", server.addr);
     let deadline = Instant::now() + Duration::from_secs(60);
     let r = loop {

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::{gate_detail, steps, Orchestrator, Order, OrderKind};
+use crate::metrics;
 use crate::state::now;
 
 /// Longest wait between attempts to persist while the store is down.
@@ -24,17 +25,27 @@ pub(super) async fn drive(
 ) {
     let span = tracing::info_span!("rotation", id = %rotation.id, secret = %rotation.secret);
     async move {
+        let _running = metrics::Running::new();
+        // The kind labels the rotation's metrics; the secret cannot change
+        // kind, and a rotation holds its secret from deletion.
+        let kind = orch.inner.store.get_secret(&rotation.secret).await.ok();
+        let kind = metrics::kind_label(kind.map(|s| s.kind));
         let shutdown = orch.inner.shutdown.clone();
         tokio::select! {
             _ = shutdown.cancelled() => tracing::debug!("driver stopped by shutdown"),
-            _ = run(orch, rotation, &mut orders) => {}
+            _ = run(orch, rotation, &mut orders, kind) => {}
         }
     }
     .instrument(span)
     .await
 }
 
-async fn run(orch: &Orchestrator, mut rotation: Rotation, orders: &mut mpsc::Receiver<Order>) {
+async fn run(
+    orch: &Orchestrator,
+    mut rotation: Rotation,
+    orders: &mut mpsc::Receiver<Order>,
+    kind: &'static str,
+) {
     let mut event = Event::Resume;
     let mut pending_reply = None;
     loop {
@@ -62,6 +73,7 @@ async fn run(orch: &Orchestrator, mut rotation: Rotation, orders: &mut mpsc::Rec
         }
         if before.phase != rotation.phase {
             tracing::info!(from = %before.phase, to = %rotation.phase, "phase");
+            metrics::phase_ended(kind, &rotation, before.phase);
             orch.inner.notifier.phase(&rotation);
         }
         // The gate passed on its own (the operator's advance is audited by
@@ -94,6 +106,7 @@ async fn run(orch: &Orchestrator, mut rotation: Rotation, orders: &mut mpsc::Rec
                 )
                 .await;
                 tracing::info!(status = outcome, "rotation finished");
+                metrics::rotation_finished(kind, &rotation);
                 orch.finished(&rotation).await;
                 return;
             }

@@ -260,6 +260,7 @@ impl Orchestrator {
                     .await;
                 }
                 self.inner.notifier.phase(&rotation);
+                crate::metrics::rotation_started(secret.kind, &rotation);
                 self.spawn(rotation.clone());
                 Ok((rotation, true))
             }
@@ -286,6 +287,7 @@ impl Orchestrator {
             .list_rotations(&RotationFilter {
                 secret: Some(secret.name.clone()),
                 active_only: false,
+                since: None,
                 limit: policy.circuit_failures,
             })
             .await?;
@@ -333,6 +335,7 @@ impl Orchestrator {
             .list_rotations(&keyshift_store::RotationFilter {
                 secret: None,
                 active_only: true,
+                since: None,
                 limit: u32::MAX,
             })
             .await?;
@@ -356,6 +359,7 @@ impl Orchestrator {
             .list_rotations(&RotationFilter {
                 secret: Some(name.clone()),
                 active_only: true,
+                since: None,
                 limit: 1,
             })
             .await;

@@ -127,6 +127,11 @@ pub async fn failure_report(
         .store
         .record_failures(&report.reporter, &counts, now())
         .await?;
+    crate::metrics::sdk_failures(
+        counts
+            .iter()
+            .fold(0, |sum, (_, _, n)| sum.saturating_add(*n)),
+    );
     let mut names: Vec<SecretName> = counts
         .into_iter()
         .filter(|(_, _, n)| *n > 0)
@@ -199,9 +204,7 @@ pub async fn usage(
     since: Option<&str>,
 ) -> Result<Json<UsageList>, ApiError> {
     let since = match since {
-        Some(s) => humantime::parse_rfc3339(s)
-            .map(Timestamp::from_system)
-            .map_err(|_| ApiError::BadRequest("`since` must be an RFC 3339 time".to_owned()))?,
+        Some(s) => parse_since(s)?,
         None => Timestamp::from_millis(now().as_millis() - 3_600_000),
     };
     let windows = state
@@ -217,4 +220,11 @@ pub async fn usage(
         })
         .collect();
     Ok(Json(UsageList { name, windows }))
+}
+
+/// A `since` query parameter: an RFC 3339 time.
+pub(super) fn parse_since(s: &str) -> Result<Timestamp, ApiError> {
+    humantime::parse_rfc3339(s)
+        .map(Timestamp::from_system)
+        .map_err(|_| ApiError::BadRequest("`since` must be an RFC 3339 time".to_owned()))
 }

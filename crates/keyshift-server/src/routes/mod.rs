@@ -2,6 +2,7 @@
 
 mod body;
 mod consumers;
+mod report;
 mod rotations;
 mod secrets;
 mod status;
@@ -9,6 +10,7 @@ mod watch;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use keyshift_core::api::Health;
@@ -18,9 +20,11 @@ use crate::state::AppState;
 
 pub use body::ApiJson;
 
-/// The whole API under `/v1`, with the body limit applied.
+/// The whole API under `/v1` and `/metrics`, with the body limit applied
+/// and every request counted.
 pub fn app(state: AppState, body_limit: usize) -> Router {
     Router::new()
+        .route("/metrics", get(crate::metrics::render))
         .route("/v1/health", get(health))
         .route("/v1/secrets", post(secrets::create).get(secrets::list))
         .route(
@@ -42,8 +46,10 @@ pub fn app(state: AppState, body_limit: usize) -> Router {
         .route("/v1/audit", get(secrets::audit_log))
         .route("/v1/status", get(status::status))
         .route("/v1/tokens", post(secrets::create_token))
+        .route("/v1/report", get(report::report))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(crate::metrics::track_http))
         .with_state(state)
 }
 

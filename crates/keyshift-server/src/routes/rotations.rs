@@ -45,6 +45,7 @@ pub async fn list(
     let filter = RotationFilter {
         secret,
         active_only: q.active.unwrap_or(false),
+        since: None,
         limit: q.limit.unwrap_or(100).min(1000),
     };
     let rotations = state

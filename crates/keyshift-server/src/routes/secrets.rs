@@ -294,6 +294,7 @@ async fn overlap_of(state: &AppState, name: &SecretName) -> Result<Option<Rotati
     let filter = RotationFilter {
         secret: Some(name.clone()),
         active_only: true,
+        since: None,
         limit: 1,
     };
     let mut active = state.store.list_rotations(&filter).await?;
@@ -410,6 +411,7 @@ async fn active_rotation(
     let filter = keyshift_store::RotationFilter {
         secret: Some(name.clone()),
         active_only: true,
+        since: None,
         limit: 1,
     };
     Ok(state

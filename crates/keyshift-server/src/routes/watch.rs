@@ -127,6 +127,7 @@ fn events(
     mut last_id: i64,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     async_stream(move |tx| async move {
+        let _counted = crate::metrics::Watcher::new();
         let mut live = state.store.subscribe();
         let shutdown = state.shutdown.clone();
         let mut catch_up = true;

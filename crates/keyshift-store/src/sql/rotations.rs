@@ -145,10 +145,18 @@ impl SqlStore {
         }
         let mut sql = String::from("SELECT state FROM rotations WHERE 1 = 1");
         let mut args = AnyArguments::default();
+        let mut bound = 0;
         if let Some(secret) = &filter.secret {
-            sql.push_str(" AND secret = $1");
+            bound += 1;
+            sql.push_str(&format!(" AND secret = ${bound}"));
             args.add(secret.as_str().to_owned())
                 .map_err(|e| StoreError::InvalidData(format!("binding a secret name: {e}")))?;
+        }
+        if let Some(since) = filter.since {
+            bound += 1;
+            sql.push_str(&format!(" AND created_at >= ${bound}"));
+            args.add(since.as_millis())
+                .map_err(|e| StoreError::InvalidData(format!("binding a time: {e}")))?;
         }
         if filter.active_only {
             sql.push_str(" AND active = 1");

@@ -114,6 +114,7 @@ pub async fn concurrent_create_rotation(s: Arc<dyn Store>) {
         .list_rotations(&RotationFilter {
             secret: Some(n.clone()),
             active_only: true,
+            since: None,
             limit: 100,
         })
         .await
@@ -165,6 +166,7 @@ pub async fn save_get_list_rotations(s: Arc<dyn Store>) {
         .list_rotations(&RotationFilter {
             secret: None,
             active_only: false,
+            since: None,
             limit: 100,
         })
         .await
@@ -174,6 +176,7 @@ pub async fn save_get_list_rotations(s: Arc<dyn Store>) {
         .list_rotations(&RotationFilter {
             secret: Some(a.clone()),
             active_only: false,
+            since: None,
             limit: 100,
         })
         .await
@@ -183,6 +186,7 @@ pub async fn save_get_list_rotations(s: Arc<dyn Store>) {
         .list_rotations(&RotationFilter {
             secret: None,
             active_only: true,
+            since: None,
             limit: 100,
         })
         .await
@@ -192,11 +196,22 @@ pub async fn save_get_list_rotations(s: Arc<dyn Store>) {
         .list_rotations(&RotationFilter {
             secret: None,
             active_only: false,
+            since: None,
             limit: 1,
         })
         .await
         .unwrap();
     assert_eq!(ids(limited), ["ra2"]);
+    let recent = s
+        .list_rotations(&RotationFilter {
+            secret: Some(a.clone()),
+            active_only: false,
+            since: Some(t(300)),
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(recent), ["ra2"], "created at or after `since` only");
 }
 
 pub async fn delete_refused_while_rotation_active(s: Arc<dyn Store>) {

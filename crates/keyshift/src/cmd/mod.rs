@@ -1,6 +1,7 @@
 //! Command handlers: resolve the parsed arguments, call the API, print.
 
 mod policy;
+mod report;
 mod rotate;
 mod secret;
 pub mod server;
@@ -50,6 +51,7 @@ async fn api_command(client: &ApiClient, command: &Command) -> anyhow::Result<Ex
         Command::Secret(SecretCommand::Policy(a)) => policy::policy(client, a).await,
         Command::Status(a) => status::status(client, a).await,
         Command::Consumers(a) => status::consumers(client, a).await,
+        Command::Report(a) => report::report(client, a).await,
         Command::Rotate(a) => rotate::rotate(client, a).await,
         Command::Rotation(RotationCommand::Show(a)) => rotate::show(client, a).await,
         Command::Rotation(RotationCommand::Ls(a)) => rotate::ls(client, a).await,
@@ -139,6 +141,7 @@ mod tests {
             addr: "http://127.0.0.1:8200".into(),
             token_file: None,
             verbose: 0,
+            log_format: crate::cli::LogFormat::Text,
         };
         let unauthorized = ClientError::Api {
             status: 401,
