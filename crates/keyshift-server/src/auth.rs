@@ -4,12 +4,14 @@
 //! record, and 43 base64url characters of secret (256 bits), of which the
 //! store keeps only the SHA-256. The digests are compared in constant time.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use base64::Engine;
 use keyshift_core::api::{Grant, Scope};
 use keyshift_core::{SecretName, SecretValue, Timestamp};
-use keyshift_store::{Store, TokenRecord};
+use keyshift_store::TokenRecord;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -54,8 +56,32 @@ pub fn mint(description: &str, grants: &[Grant], now: Timestamp) -> MintedToken 
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// The token's id (not secret), for the audit log.
-    pub token_id: String,
-    grants: Vec<Grant>,
+    pub token_id: Arc<str>,
+    grants: Arc<[Grant]>,
+}
+
+/// A token as the read path remembers it ([`ReadCache`]): the hash of its
+/// secret part, and who presenting it makes a caller.
+///
+/// [`ReadCache`]: crate::cache::ReadCache
+#[derive(Debug)]
+pub struct KnownToken {
+    secret_hash: [u8; 32],
+    caller: Caller,
+}
+
+impl KnownToken {
+    fn from_record(record: TokenRecord) -> Result<Self, ApiError> {
+        let grants: Vec<Grant> = serde_json::from_value(record.grants)
+            .map_err(|e| ApiError::internal("token grants unreadable", &e))?;
+        Ok(Self {
+            secret_hash: record.secret_hash,
+            caller: Caller {
+                token_id: record.id.into(),
+                grants: grants.into(),
+            },
+        })
+    }
 }
 
 impl Caller {
@@ -138,7 +164,7 @@ fn scope_str(scope: Scope) -> &'static str {
 ///
 /// [`ApiError::Unauthorized`] for anything but a known token with the right
 /// secret; store errors as they map.
-pub async fn authenticate(store: &dyn Store, bearer: &str) -> Result<Caller, ApiError> {
+pub async fn authenticate(state: &AppState, bearer: &str) -> Result<Caller, ApiError> {
     let mut parts = bearer.splitn(3, '.');
     let (Some("ks"), Some(id), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(ApiError::Unauthorized);
@@ -147,20 +173,23 @@ pub async fn authenticate(store: &dyn Store, bearer: &str) -> Result<Caller, Api
         return Err(ApiError::Unauthorized);
     }
     let given: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-    let record = store.get_token(id).await?;
+    let known = match state.cache.token(id) {
+        Some(known) => Some(known),
+        None => match state.store.get_token(id).await? {
+            Some(record) => {
+                let known = Arc::new(KnownToken::from_record(record)?);
+                state.cache.keep_token(id, known.clone());
+                Some(known)
+            }
+            None => None,
+        },
+    };
     // Compare against a dummy digest when the id is unknown, so both paths
     // do the same work.
-    let expected = record.as_ref().map_or([0u8; 32], |r| r.secret_hash);
+    let expected = known.as_ref().map_or([0u8; 32], |k| k.secret_hash);
     let matches: bool = given.ct_eq(&expected).into();
-    match record {
-        Some(record) if matches => {
-            let grants: Vec<Grant> = serde_json::from_value(record.grants)
-                .map_err(|e| ApiError::internal("token grants unreadable", &e))?;
-            Ok(Caller {
-                token_id: record.id,
-                grants,
-            })
-        }
+    match known {
+        Some(known) if matches => Ok(known.caller.clone()),
         _ => Err(ApiError::Unauthorized),
     }
 }
@@ -179,7 +208,7 @@ impl FromRequestParts<AppState> for Caller {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(ApiError::Unauthorized);
         }
-        authenticate(state.store.as_ref(), bearer.trim()).await
+        authenticate(state, bearer.trim()).await
     }
 }
 

@@ -12,12 +12,13 @@ use keyshift_store::{sqlite_url, KeyError, MasterKey, NewAudit, SqlStore, Store,
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::ReadCache;
 use crate::config::ServeConfig;
 use crate::notify::Notifier;
 use crate::orchestrator::{Orchestrator, TestHooks};
 use crate::routes;
 use crate::scheduler::Scheduler;
-use crate::state::{now, AppState};
+use crate::state::{now, AppState, Shared};
 
 /// Why the server could not be set up or run.
 #[derive(Debug, thiserror::Error)]
@@ -169,13 +170,14 @@ impl Server {
         ));
         Ok(Server {
             listener,
-            state: AppState {
+            state: AppState::new(Shared {
+                cache: Arc::new(ReadCache::new(store.as_ref())),
                 store,
                 orchestrator,
                 scheduler,
                 engine,
                 shutdown,
-            },
+            }),
             body_limit: config.body_limit,
         })
     }

@@ -24,6 +24,7 @@
 
 pub mod auth;
 mod bootstrap;
+pub mod cache;
 pub mod config;
 mod dev;
 pub mod error;

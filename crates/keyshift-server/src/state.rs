@@ -7,12 +7,32 @@ use keyshift_core::Timestamp;
 use keyshift_store::{NewAudit, Store};
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::ReadCache;
 use crate::orchestrator::Orchestrator;
 use crate::scheduler::Scheduler;
 
-/// The app's shared state: cheap to clone.
+/// The app's shared state: one pointer, cheap to clone (each request's
+/// handler gets a clone); its fields are [`Shared`]'s.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// The state of a server made of these parts.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What every handler shares.
+pub struct Shared {
     /// The store.
     pub store: Arc<dyn Store>,
     /// Drives rotations.
@@ -23,6 +43,8 @@ pub struct AppState {
     pub engine: &'static str,
     /// Cancelled when the server shuts down (ends watch streams).
     pub shutdown: CancellationToken,
+    /// Tokens and values of the read path, kept current by store events.
+    pub cache: Arc<ReadCache>,
 }
 
 impl AppState {

@@ -44,7 +44,7 @@ pub struct VersionRecord {
 }
 
 /// Which version to read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum VersionSelector {
     /// The version a label points at.
     Label(Label),

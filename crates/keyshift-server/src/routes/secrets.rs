@@ -244,7 +244,7 @@ pub async fn get(
                 }
                 (_, selector) => selector,
             };
-            let (version, value) = store.get_value(&name, &selector).await?;
+            let (version, value) = state.cache.value(store.as_ref(), &name, &selector).await?;
             Ok(Json(SecretVersion {
                 name,
                 info: version_info(version),
