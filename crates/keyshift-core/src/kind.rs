@@ -88,6 +88,13 @@ impl SecretKind {
         !matches!(self, SecretKind::Static | SecretKind::X509Ca)
     }
 
+    /// Whether the scheduler looks at a secret of this kind with
+    /// `policy`: it rotates, and either has a schedule or is a certificate
+    /// (renewed at two thirds of its lifetime).
+    pub fn scheduled(self, policy: &crate::Policy) -> bool {
+        self.rotates() && (policy.schedule.is_some() || self == SecretKind::X509)
+    }
+
     /// Builds a new value from 32 random bytes supplied by the caller.
     ///
     /// API keys look like `ks_<43 base64url chars>`; passwords are 43

@@ -59,7 +59,7 @@ pub struct InitReport {
     pub root_token: SecretValue,
     /// The master key file.
     pub key_path: PathBuf,
-    /// The store URL.
+    /// The store URL, without user or password.
     pub store_url: String,
 }
 
@@ -71,6 +71,20 @@ pub struct InitReport {
 /// [`ServerError::AlreadyInitialized`] if a key exists there; IO and store
 /// errors.
 pub async fn init(data_dir: &Path) -> Result<InitReport, ServerError> {
+    init_with_store(data_dir, None).await
+}
+
+/// [`init`], with the store at `store_url` (a `postgres://` URL shared by
+/// replicas) instead of the embedded one: the master key goes to
+/// `data_dir`, the root token to that store.
+///
+/// # Errors
+///
+/// As [`init`]; a store that does not open.
+pub async fn init_with_store(
+    data_dir: &Path,
+    store_url: Option<&str>,
+) -> Result<InitReport, ServerError> {
     let config = ServeConfig::new(data_dir.to_owned());
     let key_path = config.key_path();
     if key_path.exists() {
@@ -78,14 +92,28 @@ pub async fn init(data_dir: &Path) -> Result<InitReport, ServerError> {
     }
     create_private_dir(data_dir)?;
     let key = MasterKey::create(&key_path)?;
-    let store_url = sqlite_url(&config.sqlite_path());
-    let store = SqlStore::open(&store_url, key).await?;
+    let url = match store_url {
+        Some(url) => url.to_owned(),
+        None => sqlite_url(&config.sqlite_path()),
+    };
+    let store = SqlStore::open(&url, key).await?;
     let root_token = mint_root(&store).await?;
     Ok(InitReport {
         root_token,
         key_path,
-        store_url,
+        store_url: without_password(&url),
     })
+}
+
+/// `url` with any `user:password@` left out, to print.
+fn without_password(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }
 
 async fn mint_root(store: &SqlStore) -> Result<SecretValue, ServerError> {
@@ -217,5 +245,22 @@ impl Server {
             .map_err(io("serving"))?;
         cancel.cancel();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn printed_store_urls_carry_no_password() {
+        assert_eq!(
+            without_password("postgres://ks:hunter2@db.internal:5432/keyshift"),
+            "postgres://db.internal:5432/keyshift"
+        );
+        assert_eq!(
+            without_password("postgres://db/keyshift"),
+            "postgres://db/keyshift"
+        );
     }
 }

@@ -35,7 +35,7 @@ pub mod routes;
 pub mod scheduler;
 pub mod state;
 
-pub use bootstrap::{init, InitReport, Server, ServerError};
+pub use bootstrap::{init, init_with_store, InitReport, Server, ServerError};
 pub use config::ServeConfig;
 pub use dev::DevServer;
 pub use state::AppState;

@@ -171,10 +171,7 @@ impl Scheduler {
     /// A store error listing the secrets.
     pub async fn tick(&self, now: Timestamp) -> Result<Option<Timestamp>, StoreError> {
         let mut next: Option<Timestamp> = None;
-        for secret in self.store.list_secrets(None).await? {
-            if !may_be_due(&secret) {
-                continue;
-            }
+        for secret in self.store.list_scheduled().await? {
             let recent = match self.recent(&secret).await {
                 Ok(recent) => recent,
                 Err(e) => {
@@ -291,7 +288,7 @@ impl Scheduler {
     pub async fn status(&self, secret: &SecretRecord) -> Result<SecretStatus, StoreError> {
         let now = self.clock.now();
         let recent = self.recent(secret).await?;
-        let due = if may_be_due(secret) {
+        let due = if secret.kind.scheduled(&secret.policy) {
             self.next_due(secret, &recent, now).await
         } else {
             None
@@ -309,11 +306,6 @@ impl Scheduler {
             },
         })
     }
-}
-
-/// Whether `secret` can rotate on its own at all.
-fn may_be_due(secret: &SecretRecord) -> bool {
-    secret.kind.rotates() && (secret.policy.schedule.is_some() || secret.kind == SecretKind::X509)
 }
 
 /// The id of the rotation of `secret` due at `due`: `s-` and a digest of

@@ -37,6 +37,13 @@ pub trait Store: Send + Sync + 'static {
     /// Secrets whose names start with `prefix` (all if `None`), sorted by name.
     async fn list_secrets(&self, prefix: Option<&str>) -> Result<Vec<SecretRecord>, StoreError>;
 
+    /// The secrets the scheduler looks at ([`SecretKind::scheduled`]),
+    /// sorted by name: read through an index, so a store of many secrets
+    /// that never rotate on their own costs the scheduler nothing.
+    ///
+    /// [`SecretKind::scheduled`]: keyshift_core::SecretKind::scheduled
+    async fn list_scheduled(&self) -> Result<Vec<SecretRecord>, StoreError>;
+
     /// Replaces a secret's policy. [`StoreError::NotFound`] if missing.
     async fn update_policy(&self, name: &SecretName, policy: &Policy) -> Result<(), StoreError>;
 

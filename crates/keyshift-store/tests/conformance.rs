@@ -40,6 +40,7 @@ macro_rules! conformance {
 conformance! {
     secrets::secrets_crud,
     secrets::versions_and_labels,
+    secrets::scheduled_secrets_only,
     versions::move_labels_atomically,
     versions::version_state_and_accepted,
     versions::add_version_idempotent_per_rotation,

@@ -283,6 +283,18 @@ pub struct InitArgs {
     )]
     pub data_dir: PathBuf,
 
+    /// The store to put the root token in: default the SQLite file in the
+    /// data directory; a postgres:// URL for a store shared by replicas
+    /// (`serve` then takes the same --store). Prefer the KEYSHIFT_STORE
+    /// variable to a password in this flag.
+    #[arg(
+        long,
+        env = "KEYSHIFT_STORE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub store: Option<String>,
+
     /// How to print the root token and what was created.
     #[command(flatten)]
     pub output: OutputArgs,

@@ -5,6 +5,7 @@
 //! sent, so no event is lost or repeated between the two. A watcher that
 //! falls behind the live channel is caught up from the store.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -16,7 +17,8 @@ use keyshift_core::api::{Scope, WatchEvent, WatchEventKind};
 use keyshift_core::SecretName;
 use keyshift_store::{EventKind, EventRecord};
 use serde::Deserialize;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
 
 use super::body::ApiQuery;
 use crate::auth::Caller;
@@ -124,37 +126,66 @@ fn to_sse(e: &EventRecord) -> SseEvent {
 fn events(
     state: AppState,
     patterns: Vec<String>,
-    mut last_id: i64,
+    last_id: i64,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    async_stream(move |tx| async move {
-        let _counted = crate::metrics::Watcher::new();
-        let mut live = state.store.subscribe();
-        let shutdown = state.shutdown.clone();
-        let mut catch_up = true;
+    let watch = Watch {
+        live: state.store.subscribe(),
+        shutdown: state.shutdown.clone(),
+        state,
+        patterns,
+        last_id,
+        catch_up: true,
+        pending: VecDeque::new(),
+        _counted: crate::metrics::Watcher::new(),
+    };
+    // No task and no channel per watcher: the stream is polled by the
+    // connection, and dropped with it when the client goes away.
+    futures::stream::unfold(watch, |mut w| async move {
+        let event = w.next().await?;
+        Some((Ok(event), w))
+    })
+}
+
+/// One watcher's position: what it has been sent, and what is next.
+struct Watch {
+    state: AppState,
+    patterns: Vec<String>,
+    /// The id of the last event sent.
+    last_id: i64,
+    live: broadcast::Receiver<EventRecord>,
+    shutdown: CancellationToken,
+    /// Whether to read the store (at the start, after a full page, after
+    /// falling behind the live events).
+    catch_up: bool,
+    /// Events of the last page read, not sent yet.
+    pending: VecDeque<SseEvent>,
+    _counted: crate::metrics::Watcher,
+}
+
+impl Watch {
+    /// The next event to send; None ends the stream (shutdown).
+    async fn next(&mut self) -> Option<SseEvent> {
         loop {
-            if catch_up {
+            if let Some(e) = self.pending.pop_front() {
+                return Some(e);
+            }
+            if self.catch_up {
                 let page = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tx.closed() => return,
-                    page = state.store.events_since(last_id, &patterns, PAGE) => page,
+                    _ = self.shutdown.cancelled() => return None,
+                    page = self.state.store.events_since(self.last_id, &self.patterns, PAGE) => page,
                 };
                 match page {
                     Ok(page) => {
-                        let full = page.len() == PAGE as usize;
+                        self.catch_up = page.len() == PAGE as usize;
                         for e in &page {
-                            last_id = e.id;
-                            tokio::select! {
-                                _ = shutdown.cancelled() => return,
-                                sent = tx.send(to_sse(e)) => if sent.is_err() { return },
-                            }
+                            self.last_id = e.id;
+                            self.pending.push_back(to_sse(e));
                         }
-                        catch_up = full;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "watch catch-up failed; retrying");
                         tokio::select! {
-                            _ = shutdown.cancelled() => return,
-                            _ = tx.closed() => return,
+                            _ = self.shutdown.cancelled() => return None,
                             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         }
                     }
@@ -162,35 +193,17 @@ fn events(
                 continue;
             }
             tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tx.closed() => return,
-                received = live.recv() => match received {
-                    Ok(e) if e.id > last_id && matches(&patterns, &e.secret) => {
-                        last_id = e.id;
-                        if tx.send(to_sse(&e)).await.is_err() {
-                            return;
-                        }
+                _ = self.shutdown.cancelled() => return None,
+                received = self.live.recv() => match received {
+                    Ok(e) if e.id > self.last_id && matches(&self.patterns, &e.secret) => {
+                        self.last_id = e.id;
+                        return Some(to_sse(&e));
                     }
                     Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => catch_up = true,
-                    Err(RecvError::Closed) => return,
+                    Err(RecvError::Lagged(_)) => self.catch_up = true,
+                    Err(RecvError::Closed) => return None,
                 },
             }
         }
-    })
-}
-
-/// A stream fed by a task through a small channel: the task ends when the
-/// client goes away (the receiver is dropped).
-fn async_stream<F, Fut>(f: F) -> impl Stream<Item = Result<SseEvent, Infallible>>
-where
-    F: FnOnce(tokio::sync::mpsc::Sender<SseEvent>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(f(tx));
-    futures::StreamExt::map(
-        tokio_stream::wrappers::ReceiverStream::new(rx),
-        Ok::<_, Infallible>,
-    )
+    }
 }

@@ -48,6 +48,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0005_heartbeat_interval.sql"),
         postgres: include_str!("../../migrations/postgres/0005_heartbeat_interval.sql"),
     },
+    Migration {
+        version: 6,
+        description: "which secrets the scheduler looks at",
+        sqlite: include_str!("../../migrations/sqlite/0006_scheduled.sql"),
+        postgres: include_str!("../../migrations/postgres/0006_scheduled.sql"),
+    },
 ];
 
 /// The advisory lock key PostgreSQL replicas take while migrating

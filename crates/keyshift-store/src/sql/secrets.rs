@@ -62,8 +62,8 @@ impl SqlStore {
                 .fetch_one(&mut *tx)
                 .await?;
         let inserted = sqlx::query_scalar(
-            "INSERT INTO secrets (name, kind, policy, target, created_at, event_seq) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            "INSERT INTO secrets (name, kind, policy, target, created_at, event_seq, scheduled) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(name.as_str())
         .bind(kind.as_str())
@@ -71,6 +71,7 @@ impl SqlStore {
         .bind(target_json)
         .bind(now.as_millis())
         .bind(last_seq)
+        .bind(i64::from(kind.scheduled(policy)))
         .fetch_one(&mut *tx)
         .await;
         let id: i64 = match inserted {
@@ -120,12 +121,20 @@ impl SqlStore {
         Ok(record)
     }
 
+    /// Secrets whose names start with `prefix`, or only those the
+    /// scheduler looks at.
     pub(super) async fn list_secrets_impl(
         &self,
         prefix: Option<&str>,
+        scheduled_only: bool,
     ) -> Result<Vec<SecretRecord>, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        let sql = format!("SELECT {SECRET_COLUMNS} FROM secrets");
+        let only = if scheduled_only {
+            " WHERE scheduled = 1"
+        } else {
+            ""
+        };
+        let sql = format!("SELECT {SECRET_COLUMNS} FROM secrets{only}");
         let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
         let mut by_id = BTreeMap::new();
         for row in &rows {
@@ -134,9 +143,13 @@ impl SqlStore {
                 by_id.insert(id, record);
             }
         }
-        let labels = sqlx::query("SELECT secret_id, label, number FROM labels")
-            .fetch_all(&mut *conn)
-            .await?;
+        let labels = if scheduled_only {
+            "SELECT secret_id, label, number FROM labels \
+             WHERE secret_id IN (SELECT id FROM secrets WHERE scheduled = 1)"
+        } else {
+            "SELECT secret_id, label, number FROM labels"
+        };
+        let labels = sqlx::query(labels).fetch_all(&mut *conn).await?;
         for row in &labels {
             let id: i64 = row.try_get("secret_id")?;
             if let Some(record) = by_id.get_mut(&id) {
@@ -156,8 +169,16 @@ impl SqlStore {
         name: &SecretName,
         policy: &Policy,
     ) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE secrets SET policy = $1 WHERE name = $2")
+        // A secret's kind never changes: reading it first races nothing.
+        let kind: String = sqlx::query_scalar("SELECT kind FROM secrets WHERE name = $1")
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| not_found_secret(name))?;
+        let kind = parse::<SecretKind>("kind", &kind)?;
+        let done = sqlx::query("UPDATE secrets SET policy = $1, scheduled = $2 WHERE name = $3")
             .bind(serde_json::to_string(policy)?)
+            .bind(i64::from(kind.scheduled(policy)))
             .bind(name.as_str())
             .execute(&self.pool)
             .await?;

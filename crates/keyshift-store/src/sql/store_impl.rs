@@ -32,7 +32,11 @@ impl Store for SqlStore {
     }
 
     async fn list_secrets(&self, prefix: Option<&str>) -> Result<Vec<SecretRecord>, StoreError> {
-        self.list_secrets_impl(prefix).await
+        self.list_secrets_impl(prefix, false).await
+    }
+
+    async fn list_scheduled(&self) -> Result<Vec<SecretRecord>, StoreError> {
+        self.list_secrets_impl(None, true).await
     }
 
     async fn update_policy(&self, name: &SecretName, policy: &Policy) -> Result<(), StoreError> {

@@ -293,3 +293,39 @@ pub async fn versions_and_labels(s: Arc<dyn Store>) {
     assert_eq!(last.version, Some(v4));
     assert_eq!(last.labels, expected);
 }
+
+pub async fn scheduled_secrets_only(s: Arc<dyn Store>) {
+    let every: keyshift_core::Schedule = serde_json::from_value(json!({"every": "30d"})).unwrap();
+    let scheduled = Policy {
+        schedule: Some(every),
+        ..Policy::default()
+    };
+    let plain = Policy::default();
+    for (n, kind, policy) in [
+        ("a/static", SecretKind::Static, &scheduled),
+        ("a/key", SecretKind::ApiKey, &plain),
+        ("a/key-every-30d", SecretKind::ApiKey, &scheduled),
+        ("a/cert", SecretKind::X509, &plain),
+    ] {
+        s.create_secret(&name(n), kind, policy, &json!({}), t(1))
+            .await
+            .unwrap();
+    }
+    let names = |list: Vec<keyshift_store::SecretRecord>| -> Vec<String> {
+        list.into_iter().map(|r| r.name.to_string()).collect()
+    };
+    assert_eq!(
+        names(s.list_scheduled().await.unwrap()),
+        ["a/cert", "a/key-every-30d"],
+        "a static secret never rotates; a key without a schedule waits to be asked"
+    );
+    s.update_policy(&name("a/key"), &scheduled).await.unwrap();
+    s.update_policy(&name("a/key-every-30d"), &plain)
+        .await
+        .unwrap();
+    assert_eq!(
+        names(s.list_scheduled().await.unwrap()),
+        ["a/cert", "a/key"]
+    );
+    assert_eq!(s.list_secrets(None).await.unwrap().len(), 4);
+}

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use keyshift_server::notify::NotifyConfig;
-use keyshift_server::{init as init_store, ServeConfig, Server};
+use keyshift_server::{init as init_store, init_with_store, ServeConfig, Server};
 
 use crate::cli::{InitArgs, Output, ServeArgs};
 use crate::cmd::policy::webhooks;
@@ -12,7 +12,7 @@ use crate::exit;
 
 /// `keyshift init`: creates the data directory and prints the root token.
 pub async fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
-    let report = init_store(&args.data_dir)
+    let report = init_with_store(&args.data_dir, args.store.as_deref())
         .await
         .with_context(|| format!("initializing {}", args.data_dir.display()))?;
     match args.output.output {
