@@ -221,8 +221,8 @@ mod tests {
         v.expose().to_owned()
     }
 
-    #[tokio::test]
-    async fn a_read_after_a_write_sees_the_write() {
+    /// A store with `prod/db` at "one", a cache over it, and the name.
+    async fn with_one() -> (tempfile::TempDir, SqlStore, ReadCache, SecretName) {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir).await;
         let cache = ReadCache::new(&store);
@@ -239,35 +239,29 @@ mod tests {
             .await
             .unwrap();
         put(&store, &name, "one").await;
+        (dir, store, cache, name)
+    }
+
+    #[tokio::test]
+    async fn a_read_after_a_write_sees_the_write() {
+        let (_dir, store, cache, name) = with_one().await;
         assert_eq!(read(&cache, &store, &name).await, "one");
         assert_eq!(read(&cache, &store, &name).await, "one", "from memory");
 
         put(&store, &name, "two").await;
         assert_eq!(read(&cache, &store, &name).await, "two");
 
-        store.delete_secret(&name, now).await.unwrap();
+        store
+            .delete_secret(&name, Timestamp::from_millis(0))
+            .await
+            .unwrap();
         let gone = cache.value(&store, &name, &CURRENT).await;
         assert!(matches!(gone, Err(StoreError::NotFound { .. })), "{gone:?}");
     }
 
     #[tokio::test]
     async fn a_value_read_across_a_change_is_not_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(&dir).await;
-        let cache = ReadCache::new(&store);
-        let name: SecretName = "prod/db".parse().unwrap();
-        let now = Timestamp::from_millis(0);
-        store
-            .create_secret(
-                &name,
-                SecretKind::Static,
-                &Policy::default(),
-                &serde_json::json!({}),
-                now,
-            )
-            .await
-            .unwrap();
-        put(&store, &name, "one").await;
+        let (_dir, store, cache, name) = with_one().await;
         // A read that began before the change: it missed, read the old
         // value, and only then tries to keep it.
         let before = cache.lookup(&name, &CURRENT).unwrap_err();

@@ -207,19 +207,29 @@ pub(crate) fn rotation_started(kind: SecretKind, rotation: &Rotation) {
     .increment(1);
 }
 
-/// Counts a driven rotation while it lives.
-pub(crate) struct Running;
+/// Counts one more on a gauge while it lives.
+pub(crate) struct Counted(&'static str);
 
-impl Running {
-    pub(crate) fn new() -> Self {
-        gauge!("keyshift_rotations_running").increment(1.0);
-        Running
+impl Counted {
+    fn new(gauge: &'static str) -> Self {
+        gauge!(gauge).increment(1.0);
+        Counted(gauge)
+    }
+
+    /// A rotation this process drives (`keyshift_rotations_running`).
+    pub(crate) fn rotation() -> Self {
+        Self::new("keyshift_rotations_running")
+    }
+
+    /// A connected watch stream (`keyshift_watchers`).
+    pub(crate) fn watcher() -> Self {
+        Self::new("keyshift_watchers")
     }
 }
 
-impl Drop for Running {
+impl Drop for Counted {
     fn drop(&mut self) {
-        gauge!("keyshift_rotations_running").decrement(1.0);
+        gauge!(self.0).decrement(1.0);
     }
 }
 
@@ -282,22 +292,6 @@ pub(crate) fn rotation_finished(kind: &'static str, rotation: &Rotation) {
 /// SDK consumers reported `n` failed requests.
 pub(crate) fn sdk_failures(n: u64) {
     counter!("keyshift_sdk_failed_requests_total").increment(n);
-}
-
-/// Counts a connected watch stream while it lives.
-pub(crate) struct Watcher;
-
-impl Watcher {
-    pub(crate) fn new() -> Self {
-        gauge!("keyshift_watchers").increment(1.0);
-        Watcher
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        gauge!("keyshift_watchers").decrement(1.0);
-    }
 }
 
 /// Middleware: counts every request by method, route template and status,

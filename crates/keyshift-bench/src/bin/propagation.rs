@@ -2,7 +2,9 @@
 //! its own connections) watch one `api-key` secret on a `keyshift serve`
 //! process; each of R rotations is promoted and the time from the start of
 //! Promote (the rotation's record) to each watcher holding the new version
-//! is measured: p50, p99 and max over all watchers and rotations. Also the
+//! is measured: p50, p99 and max over all watchers and rotations. The
+//! secret's long overlap keeps the SDK's polling fallback slow, so the push
+//! is what is measured; each overlap is then ended with `advance`. Also the
 //! server's memory per idle watcher: its RSS with the N watchers connected
 //! and idle, less its RSS before them, over N.
 //!
@@ -54,6 +56,9 @@ fn open_files_limit() -> Option<usize> {
         .parse()
         .ok()
 }
+
+/// The overlap of the watched secret.
+const OVERLAP: Duration = Duration::from_secs(60);
 
 struct Run {
     watchers: usize,
@@ -112,9 +117,11 @@ async fn run(args: &Args, n: usize) -> anyhow::Result<Run> {
     api.create_secret(&CreateSecret {
         name: name.clone(),
         kind: SecretKind::ApiKey,
+        // A long overlap keeps the SDK's polling fallback at its default
+        // 30 s (it polls at most every min_overlap / 2): what is measured is
+        // the push. Each rotation's overlap is ended by `advance`.
         policy: Policy {
-            min_overlap: Duration::from_secs(1),
-            monitoring_cycle: Duration::from_secs(1),
+            min_overlap: OVERLAP,
             ..Policy::default()
         },
         target: serde_json::json!({}),
@@ -196,8 +203,16 @@ async fn run(args: &Args, n: usize) -> anyhow::Result<Run> {
                 arrived.push(at);
             }
         }
-        // Wait for the rotation to end, then read when Promote started.
+        // End the overlap (every watcher has moved), wait for the rotation
+        // to end, then read when Promote started.
+        let mut advanced = false;
         let record = loop {
+            if !advanced {
+                advanced = api
+                    .advance(&rotation.id, Some("bench".to_owned()))
+                    .await
+                    .is_ok();
+            }
             let r = api.get_rotation(&rotation.id).await?;
             if r.status != Status::Running {
                 break r;

@@ -25,7 +25,7 @@ pub(super) async fn drive(
 ) {
     let span = tracing::info_span!("rotation", id = %rotation.id, secret = %rotation.secret);
     async move {
-        let _running = metrics::Running::new();
+        let _running = metrics::Counted::rotation();
         // The kind labels the rotation's metrics; the secret cannot change
         // kind, and a rotation holds its secret from deletion.
         let kind = orch.inner.store.get_secret(&rotation.secret).await.ok();

@@ -136,7 +136,7 @@ fn events(
         last_id,
         catch_up: true,
         pending: VecDeque::new(),
-        _counted: crate::metrics::Watcher::new(),
+        _counted: crate::metrics::Counted::watcher(),
     };
     // No task and no channel per watcher: the stream is polled by the
     // connection, and dropped with it when the client goes away.
@@ -159,7 +159,7 @@ struct Watch {
     catch_up: bool,
     /// Events of the last page read, not sent yet.
     pending: VecDeque<SseEvent>,
-    _counted: crate::metrics::Watcher,
+    _counted: crate::metrics::Counted,
 }
 
 impl Watch {
