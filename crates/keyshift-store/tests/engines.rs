@@ -407,8 +407,11 @@ async fn unsupported_urls_are_refused_without_echo() {
 
 /// A store at schema v1 (before consumers, usage and failure reports) is
 /// upgraded in place when opened: its secrets stay and take heartbeats,
-/// usage and failure reports.
+/// usage and failure reports, and those with a schedule (or certificates)
+/// are the ones the scheduler reads.
 async fn upgrades_a_v1_store(url: &str, raw_url: &str, v1: &str) {
+    // The store installs them when it opens; this test connects first.
+    sqlx::any::install_default_drivers();
     let raw = sqlx::AnyPool::connect(raw_url).await.unwrap();
     sqlx::Executor::execute(&raw, v1).await.unwrap();
     for sql in [
@@ -417,6 +420,12 @@ async fn upgrades_a_v1_store(url: &str, raw_url: &str, v1: &str) {
         "INSERT INTO keyshift_schema (version, description, applied_at) VALUES (1, 'initial schema', 0)",
         "INSERT INTO secrets (name, kind, policy, target, created_at, event_seq) \
          VALUES ('prod/old', 'static', '{}', '{}', 0, 0)",
+        "INSERT INTO secrets (name, kind, policy, target, created_at, event_seq) \
+         VALUES ('prod/key', 'api-key', '{}', '{}', 0, 0)",
+        "INSERT INTO secrets (name, kind, policy, target, created_at, event_seq) \
+         VALUES ('prod/key-every-30d', 'api-key', '{\"schedule\":{\"every\":\"30d\"}}', '{}', 0, 0)",
+        "INSERT INTO secrets (name, kind, policy, target, created_at, event_seq) \
+         VALUES ('prod/cert', 'x509', '{}', '{}', 0, 0)",
     ] {
         sqlx::query(sql).execute(&raw).await.unwrap();
     }
@@ -447,6 +456,15 @@ async fn upgrades_a_v1_store(url: &str, raw_url: &str, v1: &str) {
         .unwrap();
     let failures = store.list_failures(&n, VersionNumber(1)).await.unwrap();
     assert_eq!(failures[0].count, 2);
+    // Migration 0006 marked the secrets the scheduler looks at.
+    let scheduled: Vec<String> = store
+        .list_scheduled()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name.to_string())
+        .collect();
+    assert_eq!(scheduled, ["prod/cert", "prod/key-every-30d"]);
     store.close().await;
 
     let raw = sqlx::AnyPool::connect(url).await.unwrap();
@@ -456,7 +474,7 @@ async fn upgrades_a_v1_store(url: &str, raw_url: &str, v1: &str) {
             .await
             .unwrap();
     raw.close().await;
-    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
 }
 
 #[tokio::test]
