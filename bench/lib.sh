@@ -33,11 +33,6 @@ start_keyshift() {
   export KEYSHIFT_ADDR
 }
 
-# The resident memory of process $1, in KiB.
-rss_kib() {
-  awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
-}
-
 # One line about the machine, for BENCHMARKS.md.
 machine() {
   echo "$(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)), $(free -g | awk '/^Mem:/ {print $2}') GiB, $(uname -sr)"

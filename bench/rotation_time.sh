@@ -3,30 +3,16 @@
 # record) with min_overlap 0, as the median and p95 over N runs, for an
 # api-key secret and for a Redis ACL user on the local Redis.
 #
-#   bench/rotation_time.sh [N]        (default N=20; needs jq and redis-cli)
+#   bench/rotation_time.sh [N]        (default N=20; needs redis-cli)
 #
-# Builds keyshift in release mode, starts a throw-away server on a free port,
-# and stops it at the end.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+# Builds keyshift in release mode, starts a throw-away server on a free port
+# (bench/lib.sh), and stops it at the end.
+source "$(dirname "$0")/lib.sh"
 N=${1:-20}
-command -v jq >/dev/null || { echo "needs jq (apt-get install jq)" >&2; exit 1; }
-cargo build -q --release -p keyshift
-K=${CARGO_TARGET_DIR:-$PWD/target}/release/keyshift
-dir=$(mktemp -d)
+command -v redis-cli >/dev/null || { echo "needs redis-cli" >&2; exit 1; }
 user="ks_bench_$$"
-cleanup() {
-  [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null || true
-  redis-cli ACL DELUSER "$user" >/dev/null 2>&1 || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-
-export KEYSHIFT_TOKEN=$($K init --data-dir "$dir/data" --output json | jq -r .root_token)
-$K serve --data-dir "$dir/data" --listen 127.0.0.1:0 >"$dir/out" 2>"$dir/log" &
-pid=$!
-for _ in $(seq 1 100); do grep -q "listening on" "$dir/out" 2>/dev/null && break; sleep 0.1; done
-export KEYSHIFT_ADDR="http://$(sed -n 's/.*listening on //p' "$dir/out")"
+trap 'redis-cli ACL DELUSER "$user" >/dev/null 2>&1 || true; bench_cleanup' EXIT
+start_keyshift
 
 # Milliseconds from the rotation's creation to the end of its last phase.
 duration_ms() {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::rotation::{Phase, PhaseOutcome, Rotation, Status};
+use crate::rotation::{Phase, PhaseOutcome, PhaseRecord, Rotation, Status};
 use crate::time::Timestamp;
 
 /// What one rotation's record says about it.
@@ -41,6 +41,14 @@ pub struct Figures {
     pub incidents: u32,
 }
 
+/// How long the Overlap phase in `history` lasted, once it has ended.
+pub fn overlap_length(history: &[PhaseRecord]) -> Option<Duration> {
+    history
+        .iter()
+        .find(|p| p.phase == Phase::Overlap)
+        .and_then(|p| Some(p.ended_at?.since(p.started_at)))
+}
+
 impl Rotation {
     /// What this rotation's record says about it.
     pub fn figures(&self) -> Figures {
@@ -54,11 +62,7 @@ impl Rotation {
         let time_to_revoke = ended_ok(Phase::Revoke)
             .or_else(|| ended_ok(Phase::Replace))
             .map(|at| at.since(self.created_at));
-        let overlap = self
-            .history
-            .iter()
-            .find(|p| p.phase == Phase::Overlap)
-            .and_then(|p| Some(p.ended_at?.since(p.started_at)));
+        let overlap = overlap_length(&self.history);
         let window = self.policy.min_overlap;
         let overlap_utilization = overlap
             .filter(|_| !window.is_zero())
@@ -166,7 +170,7 @@ fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rotation::{Migration, PhaseRecord};
+    use crate::rotation::Migration;
     use crate::{Policy, SecretName, Strategy};
 
     fn at(ms: i64) -> Timestamp {

@@ -283,21 +283,31 @@ pub struct InitArgs {
     )]
     pub data_dir: PathBuf,
 
-    /// The store to put the root token in: default the SQLite file in the
-    /// data directory; a postgres:// URL for a store shared by replicas
-    /// (`serve` then takes the same --store). Prefer the KEYSHIFT_STORE
-    /// variable to a password in this flag.
-    #[arg(
-        long,
-        env = "KEYSHIFT_STORE",
-        hide_env_values = true,
-        value_name = "URL"
-    )]
-    pub store: Option<String>,
+    /// Where the secrets and tokens are kept.
+    #[command(flatten)]
+    pub store: StoreArg,
 
     /// How to print the root token and what was created.
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// `--store`, the same on `init` and `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArg {
+    /// The store: default the SQLite file in the data directory; a
+    /// postgres:// URL to share one store between replicas (`init` puts
+    /// the root token there). Prefer the KEYSHIFT_STORE variable (or
+    /// PGPASSWORD) to a password in this flag: command lines are visible
+    /// to every user of the machine.
+    #[arg(
+        id = "store",
+        long = "store",
+        env = "KEYSHIFT_STORE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub url: Option<String>,
 }
 
 /// `keyshift serve`.
@@ -316,17 +326,9 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8200", value_name = "ADDR")]
     pub listen: SocketAddr,
 
-    /// The store: default the SQLite file in the data directory; a
-    /// postgres:// URL to share one store between replicas. Prefer the
-    /// KEYSHIFT_STORE variable (or PGPASSWORD) to a password in this flag:
-    /// command lines are visible to every user of the machine.
-    #[arg(
-        long,
-        env = "KEYSHIFT_STORE",
-        hide_env_values = true,
-        value_name = "URL"
-    )]
-    pub store: Option<String>,
+    /// Where the secrets and tokens are kept.
+    #[command(flatten)]
+    pub store: StoreArg,
 
     /// Development mode: a throw-away data directory (deleted on exit)
     /// instead of --data-dir, initialised on start, and a root token printed

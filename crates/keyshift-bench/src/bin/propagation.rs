@@ -34,15 +34,11 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     rotations: u32,
     /// How often each watcher sends its heartbeat.
-    #[arg(long, default_value = "5s", value_parser = humantime_duration)]
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     heartbeat: Duration,
     /// Watchers connecting at once while they start.
     #[arg(long, default_value_t = 100)]
     connect_concurrency: usize,
-}
-
-fn humantime_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// This process's limit of open files (the server it starts inherits it).

@@ -10,7 +10,7 @@ use keyshift_core::Timestamp;
 
 use crate::cli::{Output, ReportArgs, Since};
 use crate::exit;
-use crate::output;
+use crate::output::{self, or_dash};
 
 /// `report [--since D]`.
 pub async fn report(client: &ApiClient, args: &ReportArgs) -> anyhow::Result<ExitCode> {
@@ -31,7 +31,6 @@ pub async fn report(client: &ApiClient, args: &ReportArgs) -> anyhow::Result<Exi
 
 /// The report for people: one figure a line, `-` where there is none.
 fn text(r: &HealthReport) -> String {
-    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
     let since = r
         .since
         .map_or_else(|| "the first rotation".to_owned(), |t| t.to_string());

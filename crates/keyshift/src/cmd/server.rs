@@ -12,7 +12,7 @@ use crate::exit;
 
 /// `keyshift init`: creates the data directory and prints the root token.
 pub async fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
-    let report = init_with_store(&args.data_dir, args.store.as_deref())
+    let report = init_with_store(&args.data_dir, args.store.url.as_deref())
         .await
         .with_context(|| format!("initializing {}", args.data_dir.display()))?;
     match args.output.output {
@@ -67,7 +67,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let config = ServeConfig::new(data_dir)
         .listen(args.listen)
-        .store_url(args.store.clone())
+        .store_url(args.store.url.clone())
         .notify(notify);
     let server = Server::start(config).await?;
     let addr = server.local_addr()?;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use keyshift_core::api::RotationInfo;
+use keyshift_core::report::overlap_length;
 use keyshift_core::rotation::{Phase, Status};
 use serde::Serialize;
 
@@ -328,12 +329,7 @@ fn overlap_utilization(rotations: &[RotationInfo], allocated: Duration) -> Overl
     let ratio = |used: f64| (window > 0.0).then(|| round(used / window));
     let each: Vec<OverlapUse> = rotations
         .iter()
-        .flat_map(|r| {
-            r.phases
-                .iter()
-                .filter(|p| p.phase == Phase::Overlap)
-                .filter_map(move |p| Some((r, p.ended_at?.since(p.started_at).as_secs_f64())))
-        })
+        .filter_map(|r| Some((r, overlap_length(&r.phases)?.as_secs_f64())))
         .map(|(r, used)| OverlapUse {
             rotation: r.id.to_string(),
             used_s: round(used),
