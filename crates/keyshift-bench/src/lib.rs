@@ -170,6 +170,8 @@ pub fn ms_since(t: Timestamp, at: SystemTime) -> f64 {
 pub struct Summary {
     /// How many samples.
     pub n: usize,
+    /// The smallest.
+    pub min: f64,
     /// The median.
     pub p50: f64,
     /// The 99th percentile.
@@ -191,6 +193,7 @@ impl Summary {
         };
         Some(Summary {
             n: samples.len(),
+            min: samples[0],
             p50: at(0.5),
             p99: at(0.99),
             max: at(1.0),

@@ -103,27 +103,24 @@ impl ApiClient {
     /// URL, has a user name, password, query or fragment, or the token has
     /// characters an HTTP header cannot carry.
     pub fn new(base_url: &str, token: Option<SecretValue>) -> Result<ApiClient, ClientError> {
-        Self::with_tls(base_url, token, &TlsOptions::default())
+        Self::with_options(base_url, token, &ConnectOptions::default())
     }
 
-    /// Like [`new`](Self::new), trusting the CA in `tls` as well as the
-    /// system's roots (for a server whose certificate a private CA issued).
+    /// Like [`new`](Self::new), with `options`: a private CA to trust as
+    /// well as the system's roots, or HTTP/2 over plain `http://`.
     ///
     /// # Errors
     ///
     /// As [`new`](Self::new), and [`ClientError::Config`] for a CA that is
     /// not a PEM certificate.
-    pub fn with_tls(
+    pub fn with_options(
         base_url: &str,
         token: Option<SecretValue>,
-        tls: &TlsOptions,
+        options: &ConnectOptions,
     ) -> Result<ApiClient, ClientError> {
         let base = validate_base_url(base_url)?;
         let auth = token.as_ref().map(bearer).transpose()?;
-        let http = http_builder(tls)?
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))?;
+        let http = http_client(options)?;
         Ok(ApiClient {
             inner: Arc::new(Inner {
                 http,
@@ -154,6 +151,11 @@ impl ApiClient {
     /// The base URL requests go to, without a trailing `/`.
     pub fn base_url(&self) -> &str {
         &self.inner.base
+    }
+
+    /// The HTTP client (and so the connections) this client sends with.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
     }
 
     /// `GET /v1/health`: whether the server and its store answer.
@@ -561,7 +563,11 @@ impl ApiClient {
         body: Option<Vec<u8>>,
     ) -> Result<Vec<u8>, ClientError> {
         let url = format!("{}{path}", self.inner.base);
-        let mut req = self.inner.http.request(method.clone(), url);
+        let mut req = self
+            .inner
+            .http
+            .request(method.clone(), url)
+            .timeout(REQUEST_TIMEOUT);
         if !query.is_empty() {
             req = req.query(query);
         }
@@ -584,13 +590,22 @@ impl ApiClient {
     }
 }
 
-/// TLS settings of the connection to the keyshift server.
+/// How to connect to the keyshift server: the CAs to trust, and the HTTP
+/// version.
+///
+/// Over `https://` the HTTP version is negotiated (ALPN): HTTP/2 when the
+/// server or its proxy offers it, so one connection carries a client's
+/// event stream, reads and heartbeats. Over plain `http://` the default is
+/// HTTP/1.1, which needs a second connection while the event stream is
+/// open; [`http2_prior_knowledge`](Self::http2_prior_knowledge) makes it
+/// one.
 #[derive(Debug, Clone, Default)]
-pub struct TlsOptions {
+pub struct ConnectOptions {
     ca_pem: Option<Vec<u8>>,
+    h2c: bool,
 }
 
-impl TlsOptions {
+impl ConnectOptions {
     /// Also trust this CA certificate (PEM), e.g. the private CA that
     /// issued the server's certificate. The system's roots stay trusted.
     #[must_use]
@@ -598,17 +613,33 @@ impl TlsOptions {
         self.ca_pem = Some(pem.into());
         self
     }
+
+    /// Speak HTTP/2 over plain `http://` from the first byte (h2c with
+    /// prior knowledge), so a client holds one connection, not two. The
+    /// keyshift server speaks it; a proxy between the client and the
+    /// server must speak it too, or every request fails.
+    #[must_use]
+    pub fn http2_prior_knowledge(mut self) -> Self {
+        self.h2c = true;
+        self
+    }
 }
 
-/// The HTTP client settings every keyshift connection shares: user agent,
-/// connect timeout, no redirects (the token only ever goes to the address
-/// configured), and the TLS options.
-pub(crate) fn http_builder(tls: &TlsOptions) -> Result<reqwest::ClientBuilder, ClientError> {
+/// The HTTP client every keyshift connection of one client shares: user
+/// agent, connect timeout, no redirects (the token only ever goes to the
+/// address configured), and the connect options. It has no overall
+/// timeout, so it can carry the event stream; API calls set
+/// [`REQUEST_TIMEOUT`] per request.
+pub(crate) fn http_client(options: &ConnectOptions) -> Result<reqwest::Client, ClientError> {
     let mut builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
         .redirect(reqwest::redirect::Policy::none());
-    if let Some(pem) = &tls.ca_pem {
+    if options.h2c {
+        builder = builder.http2_prior_knowledge();
+    }
+    if let Some(pem) = &options.ca_pem {
         let bad = |why: String| {
             ClientError::Config(format!("the CA certificate is not valid PEM: {why}"))
         };
@@ -623,7 +654,9 @@ pub(crate) fn http_builder(tls: &TlsOptions) -> Result<reqwest::ClientBuilder, C
             builder = builder.add_root_certificate(ca);
         }
     }
-    Ok(builder)
+    builder
+        .build()
+        .map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))
 }
 
 /// Whether an answer carries secret values, so a decoding error must not
@@ -704,15 +737,18 @@ mod tests {
 
     #[test]
     fn a_ca_that_is_not_pem_is_a_config_error() {
-        let tls = TlsOptions::default().ca_certificate_pem(b"not a certificate".to_vec());
-        let err = ApiClient::with_tls("https://keyshift.example", None, &tls).unwrap_err();
+        let tls = ConnectOptions::default().ca_certificate_pem(b"not a certificate".to_vec());
+        let err = ApiClient::with_options("https://keyshift.example", None, &tls).unwrap_err();
         assert!(
             matches!(err, ClientError::Config(ref m) if m.contains("CA")),
             "{err}"
         );
-        assert!(
-            ApiClient::with_tls("https://keyshift.example", None, &TlsOptions::default()).is_ok()
-        );
+        assert!(ApiClient::with_options(
+            "https://keyshift.example",
+            None,
+            &ConnectOptions::default()
+        )
+        .is_ok());
     }
 
     use super::*;

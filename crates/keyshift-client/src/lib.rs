@@ -89,7 +89,7 @@ mod watch;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{redis_connection, redis_connection_with};
-pub use api::{ApiClient, Selector, TlsOptions, CONNECT_TIMEOUT, REQUEST_TIMEOUT, USER_AGENT};
+pub use api::{ApiClient, ConnectOptions, Selector, CONNECT_TIMEOUT, REQUEST_TIMEOUT, USER_AGENT};
 pub use error::ClientError;
 pub use keyring::{Deprecation, KeyMatch, KeyRing, KeyRingConfig, KeyRingError};
 pub use keyshift_core;

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::ReadCache;
 use crate::config::ServeConfig;
+use crate::heartbeats::Heartbeats;
 use crate::notify::Notifier;
 use crate::orchestrator::{Orchestrator, TestHooks};
 use crate::routes;
@@ -200,6 +201,7 @@ impl Server {
             listener,
             state: AppState::new(Shared {
                 cache: Arc::new(ReadCache::new(store.as_ref())),
+                heartbeats: Heartbeats::start(store.clone()),
                 store,
                 orchestrator,
                 scheduler,

@@ -91,17 +91,25 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        ApiError::from_store(&e)
+    }
+}
+
+impl ApiError {
+    /// The answer to a store error (one shared by several requests, as a
+    /// failed batch of heartbeats is).
+    pub fn from_store(e: &StoreError) -> ApiError {
         match e {
             StoreError::NotFound { .. } => ApiError::NotFound(e.to_string()),
             StoreError::AlreadyExists { .. } | StoreError::Conflict(_) => {
                 ApiError::Conflict(e.to_string())
             }
-            StoreError::RotationActive { id } => ApiError::RotationActive(id),
+            StoreError::RotationActive { id } => ApiError::RotationActive(id.clone()),
             e if e.is_transient() => {
                 tracing::warn!(error = %e, "store unavailable");
                 ApiError::Unavailable
             }
-            e => ApiError::internal("store error", &e),
+            e => ApiError::internal("store error", e),
         }
     }
 }

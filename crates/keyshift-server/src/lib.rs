@@ -28,6 +28,7 @@ pub mod cache;
 pub mod config;
 mod dev;
 pub mod error;
+pub mod heartbeats;
 pub mod metrics;
 pub mod notify;
 pub mod orchestrator;

@@ -8,6 +8,7 @@ use keyshift_store::{NewAudit, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::ReadCache;
+use crate::heartbeats::Heartbeats;
 use crate::orchestrator::Orchestrator;
 use crate::scheduler::Scheduler;
 
@@ -45,6 +46,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Tokens and values of the read path, kept current by store events.
     pub cache: Arc<ReadCache>,
+    /// Consumers' heartbeats, written in batches.
+    pub heartbeats: Heartbeats,
 }
 
 impl AppState {

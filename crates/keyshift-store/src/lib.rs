@@ -42,8 +42,8 @@ pub use crypto::{KeyError, MasterKey, KEY_LEN, MASTER_KEY_ENV};
 pub use error::StoreError;
 pub use model::{
     AuditEntry, ConsumerRecord, CreateRotation, Engine, EventKind, EventRecord, FailureRecord,
-    NewAudit, RotationFilter, SecretRecord, TokenRecord, UsageWindowRecord, VersionRecord,
-    VersionSelector,
+    HeartbeatRecord, NewAudit, RotationFilter, SecretRecord, TokenRecord, UsageWindowRecord,
+    VersionRecord, VersionSelector,
 };
 pub use sql::{sqlite_url, SqlStore};
 pub use store::Store;

@@ -126,6 +126,23 @@ pub struct EventRecord {
     pub at: Timestamp,
 }
 
+/// One consumer's heartbeat, as [`Store::record_heartbeats`](crate::Store::record_heartbeats)
+/// writes it: the version it holds of each secret, and about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatRecord {
+    /// The consumer's id.
+    pub consumer_id: String,
+    /// The host it runs on, as it says.
+    pub host: Option<String>,
+    /// Its process, as it says.
+    pub process: Option<String>,
+    /// How often it says it sends heartbeats.
+    pub interval: Option<std::time::Duration>,
+    /// The version it holds of each secret (None: none yet). A secret
+    /// named twice keeps its last holding.
+    pub holds: Vec<(SecretName, Option<VersionNumber>)>,
+}
+
 /// A consumer of a secret as last heard of (its latest heartbeat).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsumerRecord {

@@ -7,8 +7,9 @@ use keyshift_core::{
 
 use crate::error::StoreError;
 use crate::model::{
-    AuditEntry, ConsumerRecord, CreateRotation, EventRecord, FailureRecord, NewAudit,
-    RotationFilter, SecretRecord, TokenRecord, UsageWindowRecord, VersionRecord, VersionSelector,
+    AuditEntry, ConsumerRecord, CreateRotation, EventRecord, FailureRecord, HeartbeatRecord,
+    NewAudit, RotationFilter, SecretRecord, TokenRecord, UsageWindowRecord, VersionRecord,
+    VersionSelector,
 };
 
 /// Durable state: secrets, their encrypted versions and labels, rotations,
@@ -162,7 +163,38 @@ pub trait Store: Send + Sync + 'static {
         interval: Option<std::time::Duration>,
         holds: &[(SecretName, Option<VersionNumber>)],
         now: Timestamp,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        let beat = HeartbeatRecord {
+            consumer_id: consumer_id.to_owned(),
+            host: host.map(str::to_owned),
+            process: process.map(str::to_owned),
+            interval,
+            holds: holds.to_vec(),
+        };
+        match self
+            .record_heartbeats(std::slice::from_ref(&beat), now)
+            .await?
+            .pop()
+        {
+            Some(Some(missing)) => Err(StoreError::NotFound {
+                what: "secret",
+                name: missing.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records several consumers' heartbeats in one transaction, each as
+    /// [`record_heartbeat`](Self::record_heartbeat) would, all at `now`;
+    /// where two name the same consumer and secret, the later one wins. A
+    /// heartbeat naming a secret that does not exist is not written at
+    /// all; the others are. Returns, for each heartbeat in order, `None`
+    /// when it was written, or the first missing secret it names.
+    async fn record_heartbeats(
+        &self,
+        beats: &[HeartbeatRecord],
+        now: Timestamp,
+    ) -> Result<Vec<Option<SecretName>>, StoreError>;
 
     /// The consumers of `name`, sorted by consumer id.
     /// [`StoreError::NotFound`] if the secret is missing.

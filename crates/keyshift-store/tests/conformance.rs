@@ -57,6 +57,7 @@ conformance! {
     consumers::heartbeat_upsert_keeps_first_seen,
     consumers::heartbeat_covers_several_secrets,
     consumers::heartbeat_unknown_secret_writes_nothing,
+    consumers::heartbeats_in_one_batch,
     consumers::usage_adds_within_window_and_rolls_over,
     consumers::usage_since_filters_by_window,
     consumers::prune_removes_old_rows_only,

@@ -10,8 +10,8 @@
 //!
 //!   cargo run --release -p keyshift-bench --bin propagation -- --watchers 1000,10000 [--rotations 5]
 //!
-//! Needs 2 file descriptors per watcher in this process and in the
-//! server's (its event stream and its reads): see bench/propagation.sh.
+//! Needs a file descriptor per watcher (two with `--http1`) in this process
+//! and in the server's: see bench/propagation.sh.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use keyshift_bench::{machine, ms_since, Server, Summary};
-use keyshift_client::{Client, Watched};
+use keyshift_client::{Client, ConnectOptions, Watched};
 use keyshift_core::api::{CreateSecret, StartRotation};
 use keyshift_core::rotation::{Phase, Status};
 use keyshift_core::{Policy, SecretKind, SecretName, VersionNumber};
@@ -39,6 +39,10 @@ struct Args {
     /// Watchers connecting at once while they start.
     #[arg(long, default_value_t = 100)]
     connect_concurrency: usize,
+    /// HTTP/1.1 instead of HTTP/2: each watcher then holds two
+    /// connections (its event stream, and its reads and heartbeats).
+    #[arg(long)]
+    http1: bool,
 }
 
 /// This process's limit of open files (the server it starts inherits it).
@@ -74,17 +78,24 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("propagation, {}", machine());
     println!(
-        "{} rotations per run, promote (start of Promote, from the rotation record) to each SDK watcher holding the new version; heartbeats every {:?}",
-        args.rotations, args.heartbeat
+        "{} rotations per run, promote (start of Promote, from the rotation record) to each SDK watcher holding the new version; heartbeats every {:?}; {}",
+        args.rotations,
+        args.heartbeat,
+        if args.http1 {
+            "HTTP/1.1, two connections per watcher"
+        } else {
+            "HTTP/2 (h2c), one connection per watcher"
+        }
     );
     println!();
-    println!("| watchers | p50 ms | p99 ms | max ms | samples | server RSS idle / before | per idle watcher | connect all |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| watchers | min ms | p50 ms | p99 ms | max ms | samples | server RSS idle / before | per idle watcher | connect all |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for r in &runs {
         let per = (r.rss_idle_kib.saturating_sub(r.rss_before_kib)) as f64 / r.watchers as f64;
         println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {} | {:.1} / {:.1} MiB | {:.1} KiB | {:.1} s |",
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.1} / {:.1} MiB | {:.1} KiB | {:.1} s |",
             r.watchers,
+            r.propagation.min,
             r.propagation.p50,
             r.propagation.p99,
             r.propagation.max,
@@ -99,9 +110,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: &Args, n: usize) -> anyhow::Result<Run> {
-    // Each watcher holds two connections (its event stream, and reads and
-    // heartbeats), on each side.
-    let needed = 2 * n + 200;
+    // Each watcher holds one HTTP/2 connection, or two HTTP/1.1 ones (its
+    // event stream, and reads and heartbeats), on each side.
+    let per_watcher = if args.http1 { 2 } else { 1 };
+    let needed = per_watcher * n + 200;
     if let Some(limit) = open_files_limit().filter(|l| *l < needed) {
         bail!(
             "{n} watchers need about {needed} open files in this process and in the server's; the limit is {limit} (raise it with `ulimit -n`; the hard limit is `ulimit -Hn`)"
@@ -140,12 +152,18 @@ async fn run(args: &Args, n: usize) -> anyhow::Result<Run> {
         let gate = gate.clone();
         let (addr, token, name) = (server.addr.clone(), server.token.clone(), name.clone());
         let heartbeat = args.heartbeat;
+        let connect = if args.http1 {
+            ConnectOptions::default()
+        } else {
+            ConnectOptions::default().http2_prior_knowledge()
+        };
         setups.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await?;
             let client = Client::builder(&addr)
                 .token(token)
                 .consumer_id(format!("bench-{i}"))
                 .heartbeat_interval(heartbeat)
+                .connect(connect)
                 .build()?;
             let watched = client.watch(&name).await?;
             anyhow::Ok((client, watched))

@@ -43,7 +43,7 @@ pub struct ClientBuilder {
     backoff: (Duration, Duration),
     heartbeat_interval: Duration,
     cache: Option<(PathBuf, Zeroizing<[u8; 32]>)>,
-    tls: crate::TlsOptions,
+    connect: crate::ConnectOptions,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -56,7 +56,7 @@ impl fmt::Debug for ClientBuilder {
             .field("backoff", &self.backoff)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("cache_dir", &self.cache.as_ref().map(|(d, _)| d))
-            .field("tls", &self.tls)
+            .field("connect", &self.connect)
             .finish()
     }
 }
@@ -80,7 +80,7 @@ impl ClientBuilder {
             backoff: (DEFAULT_BACKOFF_MIN, DEFAULT_BACKOFF_MAX),
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             cache: None,
-            tls: crate::TlsOptions::default(),
+            connect: crate::ConnectOptions::default(),
         }
     }
 
@@ -136,11 +136,13 @@ impl ClientBuilder {
         self
     }
 
-    /// TLS settings for the connection to the server, e.g. a private CA
-    /// to trust ([`TlsOptions::ca_certificate_pem`](crate::TlsOptions::ca_certificate_pem)).
+    /// How to connect to the server: a private CA to trust
+    /// ([`ConnectOptions::ca_certificate_pem`](crate::ConnectOptions::ca_certificate_pem)),
+    /// or HTTP/2 over plain `http://`
+    /// ([`ConnectOptions::http2_prior_knowledge`](crate::ConnectOptions::http2_prior_knowledge)).
     #[must_use]
-    pub fn tls(mut self, tls: crate::TlsOptions) -> Self {
-        self.tls = tls;
+    pub fn connect(mut self, options: crate::ConnectOptions) -> Self {
+        self.connect = options;
         self
     }
 
@@ -186,7 +188,7 @@ impl ClientBuilder {
             consumer_id,
             config,
             cache,
-            &self.tls,
+            &self.connect,
         )?;
         Ok(Client::from_shared(shared))
     }

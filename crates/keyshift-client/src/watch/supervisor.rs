@@ -94,22 +94,20 @@ impl Shared {
         consumer_id: String,
         config: Config,
         cache: Option<(std::path::PathBuf, [u8; 32])>,
-        tls: &crate::TlsOptions,
+        options: &crate::ConnectOptions,
     ) -> Result<Shared, SdkError> {
         let config_error = |e: crate::ClientError| SdkError::Config(e.to_string());
         let auth = token.as_ref().map(bearer).transpose()?;
         // Reads of `current` name this consumer, so a canary rotation can
         // answer per consumer.
-        let api = ApiClient::with_tls(addr, token, tls)
+        let api = ApiClient::with_options(addr, token, options)
             .map_err(config_error)?
             .for_consumer(&consumer_id);
-        // The stream's client has no overall timeout (the stream is meant to
-        // stay open); idle streams are detected by the missing keep-alives.
-        let stream_http = crate::api::http_builder(tls)
-            .map_err(config_error)?
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| SdkError::Config(format!("cannot build the HTTP client: {e}")))?;
+        // The stream shares the API's HTTP client, so over HTTP/2 one
+        // connection carries the stream, reads and heartbeats. The client
+        // has no overall timeout (the stream is meant to stay open); idle
+        // streams are detected by the missing keep-alives.
+        let stream_http = api.http().clone();
         Ok(Shared {
             api,
             stream_http,

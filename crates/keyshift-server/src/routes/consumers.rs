@@ -10,6 +10,7 @@ use keyshift_core::api::{
     UsageCount, UsageList, UsageReport, UsageWindow, MAX_HEARTBEAT_INTERVAL_MS,
 };
 use keyshift_core::{SecretName, Timestamp};
+use keyshift_store::HeartbeatRecord;
 
 use super::ApiJson;
 use crate::auth::Caller;
@@ -82,21 +83,19 @@ pub async fn heartbeat(
         caller.require(Scope::Read, &h.secret)?;
         check_version(h.version)?;
     }
-    let holds: Vec<_> = beat
-        .holds
-        .into_iter()
-        .map(|h| (h.secret, h.version))
-        .collect();
     state
-        .store
-        .record_heartbeat(
-            &beat.consumer_id,
-            beat.host.as_deref(),
-            beat.process.as_deref(),
+        .heartbeats
+        .record(HeartbeatRecord {
+            consumer_id: beat.consumer_id,
+            host: beat.host,
+            process: beat.process,
             interval,
-            &holds,
-            now(),
-        )
+            holds: beat
+                .holds
+                .into_iter()
+                .map(|h| (h.secret, h.version))
+                .collect(),
+        })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

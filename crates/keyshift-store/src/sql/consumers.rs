@@ -3,7 +3,8 @@
 //! signals.
 //!
 //! Both are hot paths (every consumer reports every few seconds), so each
-//! write is one transaction of two statements: one `SELECT` resolving every
+//! write is one transaction of two statements (for heartbeats, one
+//! transaction for a whole batch of them): one `SELECT` resolving every
 //! secret named, then one multi-row upsert, rows sorted by key so that
 //! concurrent writers lock rows in the same order. Both statements are
 //! split into batches of [`BATCH_ROWS`]. Neither emits an event.
@@ -19,7 +20,7 @@ use sqlx::{Any, AnyConnection, Arguments, Encode, Row, Type};
 use super::decode::{self, num, ts};
 use super::{not_found_secret, SqlStore};
 use crate::error::StoreError;
-use crate::model::{ConsumerRecord, FailureRecord, UsageWindowRecord};
+use crate::model::{ConsumerRecord, FailureRecord, HeartbeatRecord, UsageWindowRecord};
 
 /// Rows (or names) per statement: far below the bind-parameter limits
 /// (SQLite 32766, PostgreSQL 65535).
@@ -61,6 +62,19 @@ async fn resolve(
     conn: &mut AnyConnection,
     names: &BTreeSet<&SecretName>,
 ) -> Result<BTreeMap<String, i64>, StoreError> {
+    let ids = lookup(conn, names).await?;
+    match names.iter().find(|n| !ids.contains_key(n.as_str())) {
+        Some(missing) => Err(not_found_secret(missing)),
+        None => Ok(ids),
+    }
+}
+
+/// The ids of those of the secrets `names` that exist, by name, in the
+/// caller's transaction.
+async fn lookup(
+    conn: &mut AnyConnection,
+    names: &BTreeSet<&SecretName>,
+) -> Result<BTreeMap<String, i64>, StoreError> {
     let names: Vec<&SecretName> = names.iter().copied().collect();
     let mut ids = BTreeMap::new();
     for chunk in names.chunks(BATCH_ROWS) {
@@ -78,10 +92,7 @@ async fn resolve(
             ids.insert(row.try_get::<String, _>("name")?, row.try_get("id")?);
         }
     }
-    match names.iter().find(|n| !ids.contains_key(n.as_str())) {
-        Some(missing) => Err(not_found_secret(missing)),
-        None => Ok(ids),
-    }
+    Ok(ids)
 }
 
 /// The id stored for `name` by [`resolve`].
@@ -152,45 +163,66 @@ fn usage_record(row: &AnyRow) -> Result<UsageWindowRecord, StoreError> {
 }
 
 impl SqlStore {
-    pub(super) async fn record_heartbeat_impl(
+    pub(super) async fn record_heartbeats_impl(
         &self,
-        consumer_id: &str,
-        host: Option<&str>,
-        process: Option<&str>,
-        interval: Option<Duration>,
-        holds: &[(SecretName, Option<VersionNumber>)],
+        beats: &[HeartbeatRecord],
         now: Timestamp,
-    ) -> Result<(), StoreError> {
-        if holds.is_empty() {
-            return Ok(());
-        }
-        // A secret named twice keeps its last holding.
-        let mut held: BTreeMap<&SecretName, Option<i64>> = BTreeMap::new();
-        for (name, version) in holds {
-            held.insert(name, version.map(num).transpose()?);
+    ) -> Result<Vec<Option<SecretName>>, StoreError> {
+        let names: BTreeSet<&SecretName> = beats
+            .iter()
+            .flat_map(|b| b.holds.iter().map(|(name, _)| name))
+            .collect();
+        if names.is_empty() {
+            return Ok(vec![None; beats.len()]);
         }
         let mut tx = self.begin().await?;
-        let ids = resolve(&mut tx, &held.keys().copied().collect()).await?;
-        let mut rows = Vec::with_capacity(held.len());
-        for (name, version) in &held {
-            rows.push((id_of(&ids, name)?, *version));
+        let ids = lookup(&mut tx, &names).await?;
+        // One row per (secret, consumer): a later heartbeat (or a later
+        // holding in one heartbeat) replaces an earlier one, and the rows
+        // come out sorted by key.
+        let mut rows: BTreeMap<(i64, &str), (Option<i64>, &HeartbeatRecord)> = BTreeMap::new();
+        let mut outcome = Vec::with_capacity(beats.len());
+        for beat in beats {
+            let missing = beat
+                .holds
+                .iter()
+                .find(|(name, _)| !ids.contains_key(name.as_str()))
+                .map(|(name, _)| name.clone());
+            if missing.is_none() {
+                for (name, version) in &beat.holds {
+                    let id = id_of(&ids, name)?;
+                    let version = version.map(num).transpose()?;
+                    rows.insert((id, beat.consumer_id.as_str()), (version, beat));
+                }
+            }
+            outcome.push(missing);
         }
-        rows.sort_unstable();
-        let interval_ms = interval.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let rows: Vec<_> = rows.into_iter().collect();
         for chunk in rows.chunks(BATCH_ROWS) {
-            // $1..$5 are shared by every row; each row adds its own two.
+            // $1 (now) is shared by every row; each row adds its own seven.
             let mut args = AnyArguments::default();
-            bind(&mut args, consumer_id.to_owned())?;
-            bind(&mut args, host.map(str::to_owned))?;
-            bind(&mut args, process.map(str::to_owned))?;
             bind(&mut args, now.as_millis())?;
-            bind(&mut args, interval_ms)?;
             let mut values = Vec::with_capacity(chunk.len());
-            for (i, (secret_id, version)) in chunk.iter().enumerate() {
-                let p = 6 + 2 * i;
-                values.push(format!("(${p}, $1, ${}, $2, $3, $4, $4, $5)", p + 1));
+            for (i, ((secret_id, consumer_id), (version, beat))) in chunk.iter().enumerate() {
+                let p = 2 + 6 * i;
+                values.push(format!(
+                    "(${p}, ${}, ${}, ${}, ${}, $1, $1, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5
+                ));
                 bind(&mut args, *secret_id)?;
+                bind(&mut args, (*consumer_id).to_owned())?;
                 bind(&mut args, *version)?;
+                bind(&mut args, beat.host.clone())?;
+                bind(&mut args, beat.process.clone())?;
+                bind(
+                    &mut args,
+                    beat.interval
+                        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                )?;
             }
             let sql = format!(
                 "INSERT INTO consumers \
@@ -206,7 +238,7 @@ impl SqlStore {
             sqlx::query_with(&sql, args).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(outcome)
     }
 
     pub(super) async fn list_consumers_impl(

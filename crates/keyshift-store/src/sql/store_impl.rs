@@ -8,8 +8,9 @@ use keyshift_core::{
 use super::SqlStore;
 use crate::error::StoreError;
 use crate::model::{
-    AuditEntry, ConsumerRecord, CreateRotation, EventRecord, FailureRecord, NewAudit,
-    RotationFilter, SecretRecord, TokenRecord, UsageWindowRecord, VersionRecord, VersionSelector,
+    AuditEntry, ConsumerRecord, CreateRotation, EventRecord, FailureRecord, HeartbeatRecord,
+    NewAudit, RotationFilter, SecretRecord, TokenRecord, UsageWindowRecord, VersionRecord,
+    VersionSelector,
 };
 use crate::store::Store;
 
@@ -131,17 +132,12 @@ impl Store for SqlStore {
         self.events.subscribe()
     }
 
-    async fn record_heartbeat(
+    async fn record_heartbeats(
         &self,
-        consumer_id: &str,
-        host: Option<&str>,
-        process: Option<&str>,
-        interval: Option<std::time::Duration>,
-        holds: &[(SecretName, Option<VersionNumber>)],
+        beats: &[HeartbeatRecord],
         now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.record_heartbeat_impl(consumer_id, host, process, interval, holds, now)
-            .await
+    ) -> Result<Vec<Option<SecretName>>, StoreError> {
+        self.record_heartbeats_impl(beats, now).await
     }
 
     async fn list_consumers(&self, name: &SecretName) -> Result<Vec<ConsumerRecord>, StoreError> {

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use keyshift_core::{Policy, SecretKind, SecretName, Timestamp, VersionNumber};
-use keyshift_store::{ConsumerRecord, FailureRecord, Store, StoreError, UsageWindowRecord};
+use keyshift_store::{
+    ConsumerRecord, FailureRecord, HeartbeatRecord, Store, StoreError, UsageWindowRecord,
+};
 use serde_json::json;
 
 use crate::common::{name, t};
@@ -270,6 +272,85 @@ pub async fn heartbeat_unknown_secret_writes_nothing(s: Arc<dyn Store>) {
     assert_secret_not_found(r, "aaa/missing");
     assert_eq!(s.list_consumers(&a).await.unwrap(), before);
     assert_eq!(s.prune(t(i64::MAX)).await.unwrap(), 1, "only c1's row of a");
+}
+
+fn heartbeat(
+    consumer_id: &str,
+    host: &str,
+    holds: &[(&SecretName, Option<u64>)],
+) -> HeartbeatRecord {
+    HeartbeatRecord {
+        consumer_id: consumer_id.into(),
+        host: Some(host.into()),
+        process: None,
+        interval: None,
+        holds: holds
+            .iter()
+            .map(|(n, ver)| ((*n).clone(), ver.map(v)))
+            .collect(),
+    }
+}
+
+pub async fn heartbeats_in_one_batch(s: Arc<dyn Store>) {
+    let (a, b, missing) = (name("prod/a"), name("prod/b"), name("prod/missing"));
+    create(&s, &a).await;
+    create(&s, &b).await;
+    let outcome = s
+        .record_heartbeats(
+            &[
+                heartbeat("c1", "h1", &[(&a, Some(1))]),
+                heartbeat("c2", "h1", &[(&a, Some(1)), (&missing, Some(1))]),
+                // The same consumer again: the later heartbeat wins.
+                heartbeat("c1", "h2", &[(&a, Some(2)), (&b, Some(1))]),
+                heartbeat("c3", "h3", &[(&b, None)]),
+            ],
+            t(100),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, [None, Some(missing.clone()), None, None]);
+    let host = |c: ConsumerRecord, h: &str| ConsumerRecord {
+        host: Some(h.into()),
+        ..c
+    };
+    assert_eq!(
+        s.list_consumers(&a).await.unwrap(),
+        [host(
+            consumer(&a, "c1", Some(2), None, None, 100, 100),
+            "h2"
+        )],
+        "c2 named a missing secret: none of its holdings is written"
+    );
+    assert_eq!(
+        s.list_consumers(&b).await.unwrap(),
+        [
+            host(consumer(&b, "c1", Some(1), None, None, 100, 100), "h2"),
+            host(consumer(&b, "c3", None, None, None, 100, 100), "h3"),
+        ]
+    );
+
+    // A later batch moves last_seen and the version; first_seen stays.
+    let outcome = s
+        .record_heartbeats(&[heartbeat("c1", "h2", &[(&a, Some(3))])], t(200))
+        .await
+        .unwrap();
+    assert_eq!(outcome, [None]);
+    assert_eq!(
+        s.list_consumers(&a).await.unwrap(),
+        [host(
+            consumer(&a, "c1", Some(3), None, None, 100, 200),
+            "h2"
+        )]
+    );
+    // An empty batch, and one naming no secret, write nothing.
+    assert!(s.record_heartbeats(&[], t(300)).await.unwrap().is_empty());
+    assert_eq!(
+        s.record_heartbeats(&[heartbeat("c9", "h9", &[])], t(300))
+            .await
+            .unwrap(),
+        [None]
+    );
+    assert_eq!(s.prune(t(i64::MAX)).await.unwrap(), 3);
 }
 
 pub async fn usage_adds_within_window_and_rolls_over(s: Arc<dyn Store>) {
