@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use keyshift_core::{Label, SecretName, Timestamp, VersionNumber};
 use sqlx::any::AnyArguments;
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, AnyPool};
 use sqlx::{Arguments, Row};
 
 use super::decode::{self, labels_json, num, parse, ts};
@@ -122,23 +122,33 @@ impl SqlStore {
         patterns: &[String],
         limit: u32,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        if patterns.is_empty() || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut args = AnyArguments::default();
-        args.add(after)
-            .map_err(|e| StoreError::InvalidData(format!("binding a cursor: {e}")))?;
-        let mut sql = String::from(
-            "SELECT id, secret, seq, kind, version, labels, at FROM events WHERE id > $1",
-        );
-        if let Some(filter) = pattern_filter(patterns, &mut args, 2)? {
-            sql.push_str(" AND ");
-            sql.push_str(&filter);
-        }
-        sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
-        let rows = sqlx::query_with(&sql, args).fetch_all(&self.pool).await?;
-        rows.iter().map(event_record).collect()
+        events_since(&self.pool, after, patterns, limit).await
     }
+}
+
+/// Up to `limit` events after id `after` of secrets matching `patterns`,
+/// in id order.
+pub(super) async fn events_since(
+    pool: &AnyPool,
+    after: i64,
+    patterns: &[String],
+    limit: u32,
+) -> Result<Vec<EventRecord>, StoreError> {
+    if patterns.is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut args = AnyArguments::default();
+    args.add(after)
+        .map_err(|e| StoreError::InvalidData(format!("binding a cursor: {e}")))?;
+    let mut sql =
+        String::from("SELECT id, secret, seq, kind, version, labels, at FROM events WHERE id > $1");
+    if let Some(filter) = pattern_filter(patterns, &mut args, 2)? {
+        sql.push_str(" AND ");
+        sql.push_str(&filter);
+    }
+    sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
+    let rows = sqlx::query_with(&sql, args).fetch_all(pool).await?;
+    rows.iter().map(event_record).collect()
 }
 
 fn event_record(row: &sqlx::any::AnyRow) -> Result<EventRecord, StoreError> {

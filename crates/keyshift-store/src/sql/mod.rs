@@ -6,6 +6,7 @@ mod audit;
 mod consumers;
 mod decode;
 mod events;
+mod feed;
 mod rotations;
 mod schema;
 mod secrets;
@@ -14,6 +15,7 @@ mod versions;
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyConnection;
@@ -50,15 +52,26 @@ type Tx = Transaction<'static, sqlx::Any>;
 /// Event ids come from a counter row updated in the same transaction, so
 /// they are assigned in commit order: a reader of
 /// [`events_since`](crate::Store::events_since) never sees id `n+1` before
-/// `n` has committed. [`subscribe`](crate::Store::subscribe)rs receive this
-/// instance's events in id order.
+/// `n` has committed. [`subscribe`](crate::Store::subscribe)rs receive
+/// every committed event in id order, without gaps: this instance's own,
+/// and on PostgreSQL those of every other instance on the same database
+/// (other replicas), through `LISTEN`/`NOTIFY` and a catch-up read from
+/// the store after each (re)connection.
 pub struct SqlStore {
     pool: AnyPool,
     engine: Engine,
     key: MasterKey,
-    events: broadcast::Sender<EventRecord>,
-    /// Held across commit and send, so subscribers get events in id order.
-    publish_lock: tokio::sync::Mutex<()>,
+    feed: Arc<feed::Feed>,
+    /// The PostgreSQL listener task, aborted with the store.
+    listener: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for SqlStore {
+    fn drop(&mut self) {
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
+    }
 }
 
 impl fmt::Debug for SqlStore {
@@ -146,20 +159,36 @@ impl SqlStore {
             }
         };
         let (events, _) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
-        let store = SqlStore {
+        let mut store = SqlStore {
             pool,
             engine,
             key,
-            events,
-            publish_lock: tokio::sync::Mutex::new(()),
+            feed: Arc::new(feed::Feed::new(events, 0)),
+            listener: None,
         };
         let prepared = match store.migrate().await {
             Ok(()) => store.check_key().await,
             Err(e) => Err(e),
         };
-        if let Err(e) = prepared {
-            store.pool.close().await;
-            return Err(e);
+        let latest = match prepared {
+            Ok(()) => store.latest_event_id_impl().await,
+            Err(e) => Err(e),
+        };
+        let latest = match latest {
+            Ok(latest) => latest,
+            Err(e) => {
+                store.pool.close().await;
+                return Err(e);
+            }
+        };
+        store.feed = Arc::new(feed::Feed::new(store.feed.events.clone(), latest));
+        if engine == Engine::Postgres {
+            let task = tokio::spawn(feed::listen(
+                url.to_owned(),
+                store.pool.clone(),
+                store.feed.clone(),
+            ));
+            store.listener = Some(task.abort_handle());
         }
         tracing::debug!(engine = engine.as_str(), key_id = %store.key.id(), "store opened");
         Ok(store)
@@ -176,8 +205,12 @@ impl SqlStore {
     }
 
     /// Closes every connection (SQLite checkpoints its WAL into the main
-    /// file). Calls made after this fail with a database error.
+    /// file) and stops listening for other replicas' events. Calls made
+    /// after this fail with a database error.
     pub async fn close(&self) {
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
         self.pool.close().await;
     }
 
@@ -199,15 +232,22 @@ impl SqlStore {
     }
 
     /// Commits `tx`, then sends its event to subscribers (none listening
-    /// is fine).
+    /// is fine); on PostgreSQL, notifies other replicas at commit.
     ///
     /// Event ids are allocated under the `counters` row lock, held until
-    /// commit, so commits happen in id order; holding `publish_lock` from
+    /// commit, so commits happen in id order; holding the feed's lock from
     /// commit to send keeps the sends in that order too.
-    async fn commit_and_publish(&self, tx: Tx, event: EventRecord) -> Result<(), StoreError> {
-        let _order = self.publish_lock.lock().await;
+    async fn commit_and_publish(&self, mut tx: Tx, event: EventRecord) -> Result<(), StoreError> {
+        if self.engine == Engine::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(feed::CHANNEL)
+                .bind(event.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut sent = self.feed.lock().await;
         tx.commit().await?;
-        let _ = self.events.send(event);
+        self.feed.publish(&self.pool, &mut sent, event).await;
         Ok(())
     }
 

@@ -129,7 +129,7 @@ impl Store for SqlStore {
     }
 
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<EventRecord> {
-        self.events.subscribe()
+        self.feed.events.subscribe()
     }
 
     async fn record_heartbeats(

@@ -101,11 +101,23 @@ impl Drop for Serve {
 
 /// `keyshift init` of `dir`: the root token.
 pub fn init(dir: &Path) -> String {
-    let out = Command::new(BIN)
-        .args(["init", "--output", "json", "--data-dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
+    init_env(dir, &[])
+}
+
+/// `keyshift init` of `dir` with its store at `store` (a PostgreSQL URL):
+/// the root token.
+pub fn init_with_store(dir: &Path, store: &str) -> String {
+    init_env(dir, &[("KEYSHIFT_STORE", store)])
+}
+
+fn init_env(dir: &Path, env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["init", "--output", "json", "--data-dir"])
+        .arg(dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -1,0 +1,167 @@
+//! Replicas of `keyshift serve` on one PostgreSQL store: a consumer
+//! watching replica B sees, by push, every rotation that replica A drives,
+//! and reads the new value from B (whose read cache A's events clear).
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use keyshift_client::{ApiClient, Client, Selector};
+use keyshift_core::api::{CreateSecret, StartRotation};
+use keyshift_core::rotation::{Phase, Status};
+use keyshift_core::{Policy, SecretKind, SecretName, SecretValue, VersionNumber};
+use keyshift_testkit::{service, unique_name, Service};
+use sqlx::Connection;
+use support::{init_with_store, Serve};
+
+const ROTATIONS: u64 = 10;
+
+/// Longer than any wait here: the SDK's polling fallback (at most half the
+/// overlap, and 30 s by default) cannot be what moves the consumer.
+const OVERLAP: Duration = Duration::from_secs(120);
+
+/// How long a change may take to reach the consumer before the test fails
+/// (under the 30 s polling TTL, so only a push can meet it).
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A database of its own on the local PostgreSQL.
+struct Database {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    async fn create(admin: String) -> Database {
+        let name = unique_name("ks_replicas");
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        // The same server and user, the new database (the URL's path).
+        let (base, query) = admin.split_once('?').unwrap_or((&admin, ""));
+        let (server, _) = base.rsplit_once('/').unwrap();
+        let url = match query {
+            "" => format!("{server}/{name}"),
+            q => format!("{server}/{name}?{q}"),
+        };
+        Database { admin, name, url }
+    }
+
+    async fn drop(self) {
+        let mut conn = sqlx::PgConnection::connect(&self.admin).await.unwrap();
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+}
+
+fn api(server: &Serve, token: &str) -> ApiClient {
+    ApiClient::new(
+        &format!("http://{}", server.addr),
+        Some(SecretValue::new(token.to_owned()).unwrap()),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_on_one_replica_sees_rotations_driven_by_another() {
+    let Some(admin) = service(Service::Postgres) else {
+        return;
+    };
+    let db = Database::create(admin).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = init_with_store(dir.path(), &db.url);
+    let store = [("KEYSHIFT_STORE", db.url.as_str())];
+    let a = Serve::start(dir.path(), &[], &store);
+    let b = Serve::start(dir.path(), &[], &store);
+    let (on_a, on_b) = (api(&a, &token), api(&b, &token));
+
+    let name: SecretName = format!("replicas/{}", unique_name("watch"))
+        .parse()
+        .unwrap();
+    on_a.create_secret(&CreateSecret {
+        name: name.clone(),
+        kind: SecretKind::ApiKey,
+        policy: Policy {
+            min_overlap: OVERLAP,
+            ..Policy::default()
+        },
+        target: serde_json::json!({}),
+        value: None,
+        generate: true,
+    })
+    .await
+    .unwrap();
+    let consumer = Client::builder(&format!("http://{}", b.addr))
+        .token(SecretValue::new(token.clone()).unwrap())
+        .build()
+        .unwrap();
+    let watched = consumer.watch(&name).await.unwrap();
+    assert_eq!(watched.get().version, VersionNumber(1));
+
+    let mut latencies = Vec::new();
+    for n in 2..=ROTATIONS + 1 {
+        let rotation = on_a.rotate(&name, &StartRotation::default()).await.unwrap();
+        let mut changes = watched.changes();
+        let arrived = tokio::time::timeout(WAIT, async {
+            while watched.get().version < VersionNumber(n) {
+                changes.changed().await.unwrap();
+            }
+            SystemTime::now()
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the consumer on B did not get v{n} within {WAIT:?}"));
+        let held = watched.get();
+        assert_eq!(held.version, VersionNumber(n));
+        let on_server = on_b
+            .get_value(&name, Selector::Version(VersionNumber(n)))
+            .await
+            .unwrap();
+        assert!(held.value.ct_eq(&on_server.value), "v{n}'s value");
+        // B's read cache was cleared by A's event: B answers v{n} too.
+        let current = on_b.get_value(&name, Selector::default()).await.unwrap();
+        assert_eq!(current.info.version, VersionNumber(n));
+
+        // A drives the rotation: the overlap ends there.
+        on_a.advance(&rotation.id, Some("test".to_owned()))
+            .await
+            .unwrap();
+        let record = loop {
+            let r = on_a.get_rotation(&rotation.id).await.unwrap();
+            if r.status != Status::Running {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(record.status, Status::Succeeded, "{:?}", record.reason);
+        let promote = record
+            .phases
+            .iter()
+            .find(|p| p.phase == Phase::Promote)
+            .unwrap()
+            .started_at;
+        latencies.push(
+            arrived
+                .duration_since(promote.to_system())
+                .unwrap_or_default(),
+        );
+    }
+    consumer.close();
+    latencies.sort();
+    let p = |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).max(1) - 1];
+    eprintln!(
+        "promote on A → consumer on B holds the new version, {} rotations: p50 {:?}, p99 {:?}, max {:?}",
+        latencies.len(),
+        p(0.5),
+        p(0.99),
+        p(1.0)
+    );
+    drop((a, b));
+    db.drop().await;
+}
