@@ -16,7 +16,7 @@ use crate::cache::ReadCache;
 use crate::config::ServeConfig;
 use crate::heartbeats::Heartbeats;
 use crate::notify::Notifier;
-use crate::orchestrator::{Orchestrator, TestHooks};
+use crate::orchestrator::{Lease, Orchestrator, TestHooks};
 use crate::routes;
 use crate::scheduler::Scheduler;
 use crate::state::{now, AppState, Shared};
@@ -182,13 +182,22 @@ impl Server {
         let shutdown = CancellationToken::new();
         let notifier = Notifier::new(store.clone(), config.notify.clone(), shutdown.clone())
             .map_err(ServerError::Notify)?;
+        let owner = config.replica_id.clone().unwrap_or_else(|| match engine {
+            "sqlite" => "local".to_owned(),
+            _ => default_replica_id(),
+        });
+        tracing::info!(replica = %owner, lease = ?config.lease_ttl, "replica");
         let orchestrator = Orchestrator::new(
             store.clone(),
             TestHooks::from_env(),
             shutdown.clone(),
             notifier,
+            Lease {
+                owner: owner.into(),
+                ttl: config.lease_ttl,
+            },
         );
-        let resumed = orchestrator.resume_all().await?;
+        let resumed = orchestrator.sweep().await?;
         if resumed > 0 {
             tracing::info!(resumed, "resumed unfinished rotations");
         }
@@ -234,6 +243,7 @@ impl Server {
     ) -> Result<(), ServerError> {
         let cancel = self.state.shutdown.clone();
         tokio::spawn(self.state.scheduler.clone().run(cancel.clone()));
+        tokio::spawn(self.state.orchestrator.clone().run_sweeper(cancel.clone()));
         tokio::spawn(crate::metrics::upkeep(cancel.clone()));
         let app = routes::app(self.state, self.body_limit);
         tracing::info!(addr = ?self.listener.local_addr().ok(), "keyshift listening");
@@ -248,6 +258,20 @@ impl Server {
         cancel.cancel();
         Ok(())
     }
+}
+
+/// `<hostname>:<pid>:<4 random hex digits>`: unique per process.
+fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "keyshift".to_owned());
+    format!(
+        "{host}:{}:{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
 }
 
 #[cfg(test)]

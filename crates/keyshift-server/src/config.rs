@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::notify::NotifyConfig;
 use crate::scheduler::{Clock, SystemClock};
@@ -26,6 +27,15 @@ pub struct ServeConfig {
     pub clock: Arc<dyn Clock>,
     /// Where every rotation's phase changes are published.
     pub notify: NotifyConfig,
+    /// How long this replica's lease on a rotation it drives lasts unless
+    /// renewed (every third of it); another replica takes the rotation
+    /// over once it expires.
+    pub lease_ttl: Duration,
+    /// This replica's id, the owner of its leases. Default: `local` on the
+    /// embedded SQLite store (one server per file, so a restarted server
+    /// takes its rotations back at once), `<hostname>:<pid>:<random>` on
+    /// PostgreSQL.
+    pub replica_id: Option<String>,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -36,6 +46,8 @@ impl std::fmt::Debug for ServeConfig {
             .field("store_url", &self.store_url.as_ref().map(|_| "<set>"))
             .field("body_limit", &self.body_limit)
             .field("notify", &self.notify)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("replica_id", &self.replica_id)
             .finish_non_exhaustive()
     }
 }
@@ -51,7 +63,23 @@ impl ServeConfig {
             body_limit: DEFAULT_BODY_LIMIT,
             clock: Arc::new(SystemClock),
             notify: NotifyConfig::default(),
+            lease_ttl: crate::orchestrator::Lease::DEFAULT_TTL,
+            replica_id: None,
         }
+    }
+
+    /// Leases on rotations last `ttl` unless renewed.
+    #[must_use]
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// This replica's id (see [`ServeConfig::replica_id`]).
+    #[must_use]
+    pub fn replica_id(mut self, id: Option<String>) -> Self {
+        self.replica_id = id;
+        self
     }
 
     /// The scheduler reads time from `clock`.

@@ -29,6 +29,13 @@ pub enum StoreError {
         /// The active rotation.
         id: RotationId,
     },
+    /// The rotation's lease is not held by the replica saving it: another
+    /// replica took it over (after it expired) and drives the rotation.
+    #[error("the lease on rotation {id} is held by another replica")]
+    LeaseLost {
+        /// The rotation.
+        id: RotationId,
+    },
     /// The request conflicts with the stored state in another way.
     #[error("conflict: {0}")]
     Conflict(String),

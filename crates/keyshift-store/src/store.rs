@@ -121,6 +121,41 @@ pub trait Store: Send + Sync + 'static {
     /// (= not terminal) and its update time. [`StoreError::NotFound`] if missing.
     async fn save_rotation(&self, rotation: &Rotation) -> Result<(), StoreError>;
 
+    /// Takes or renews the lease on rotation `id` for replica `owner`,
+    /// until `until`: it succeeds when the rotation is active and its lease
+    /// is free, expired at `now`, or `owner`'s already. Returns whether
+    /// `owner` holds it now. [`StoreError::NotFound`] if missing.
+    async fn lease_rotation(
+        &self,
+        id: &RotationId,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives up `owner`'s lease on `id` (nothing when it holds none), so
+    /// another replica need not wait for it to expire.
+    async fn release_rotation(&self, id: &RotationId, owner: &str) -> Result<(), StoreError>;
+
+    /// The active rotations `owner` may lease at `now`: their lease is
+    /// free, expired, or `owner`'s (from an earlier life of the same
+    /// replica), oldest first.
+    async fn leasable_rotations(
+        &self,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Rotation>, StoreError>;
+
+    /// [`save_rotation`](Self::save_rotation), only while replica `owner`
+    /// holds the rotation's lease; a rotation that ends gives its lease
+    /// up. [`StoreError::LeaseLost`] (nothing written) when another holds
+    /// it, or none does.
+    async fn save_leased_rotation(
+        &self,
+        rotation: &Rotation,
+        owner: &str,
+    ) -> Result<(), StoreError>;
+
     /// A rotation by id. [`StoreError::NotFound`] if missing.
     async fn get_rotation(&self, id: &RotationId) -> Result<Rotation, StoreError>;
 

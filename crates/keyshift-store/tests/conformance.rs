@@ -51,6 +51,7 @@ conformance! {
     rotations::concurrent_create_rotation,
     rotations::save_get_list_rotations,
     rotations::delete_refused_while_rotation_active,
+    rotations::rotation_leases,
     rotations::audit_append_and_list,
     rotations::tokens,
     rotations::health,

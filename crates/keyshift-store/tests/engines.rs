@@ -474,7 +474,7 @@ async fn upgrades_a_v1_store(url: &str, raw_url: &str, v1: &str) {
             .await
             .unwrap();
     raw.close().await;
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
 }
 
 #[tokio::test]

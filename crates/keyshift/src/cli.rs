@@ -357,6 +357,18 @@ pub struct ServeArgs {
         value_name = "URL"
     )]
     pub notify_nats: Option<String>,
+
+    /// How long this replica's lease on a rotation it drives lasts unless
+    /// renewed (every third of it). When a replica dies, another takes its
+    /// rotations over once their leases expire, and resumes them.
+    #[arg(long, default_value = "15s", value_name = "DURATION", value_parser = parse_lease)]
+    pub lease: std::time::Duration,
+
+    /// This replica's id, the owner of its leases (default: `local` on the
+    /// embedded store, `<hostname>:<pid>:<random>` on PostgreSQL). Give
+    /// each replica its own.
+    #[arg(long, env = "KEYSHIFT_REPLICA_ID", value_name = "ID")]
+    pub replica_id: Option<String>,
 }
 
 /// `keyshift secret ...`.
@@ -909,6 +921,15 @@ fn parse_rotation_id(s: &str) -> Result<RotationId, String> {
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s, 5m, 1h)"))
+}
+
+/// A lease length: at least 3 s (it is renewed every third of it).
+fn parse_lease(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(s)?;
+    if d < std::time::Duration::from_secs(3) {
+        return Err(format!("{s} is too short for a lease: use 3s or more"));
+    }
+    Ok(d)
 }
 
 fn parse_cron(s: &str) -> Result<keyshift_core::CronExpr, String> {

@@ -10,6 +10,9 @@
 //! Database logins go through the `psql` and `mariadb` clients, with the
 //! password in their environment (`PGPASSWORD`, `MYSQL_PWD`), never on a
 //! command line.
+//!
+//! The same kills on one of three replicas sharing a PostgreSQL store: another
+//! replica takes the rotation over when its lease expires.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -29,7 +32,7 @@ use sha2::{Digest, Sha256};
 
 mod support;
 
-use support::{init, Serve};
+use support::{init, init_with_store, Database, Serve};
 
 struct Api {
     http: reqwest::blocking::Client,
@@ -453,17 +456,55 @@ fn check_invariants(api: &Api, name: &str, db: &dyn Db, when: &str) {
     }
 }
 
+/// What carries on after the server driving the rotation is killed.
+enum After<'a> {
+    /// The same server, restarted on its SQLite store.
+    Restart,
+    /// Two more replicas, running all along on the PostgreSQL store at
+    /// this URL: one takes the rotation over when the lease expires.
+    Replicas(&'a str),
+}
+
+/// The lease of the replicas in [`After::Replicas`]: short, so a takeover
+/// comes soon after the kill.
+const LEASE: &str = "3s";
+
 /// Runs one rotation of `db`'s secret with `strategy` (a canary is
 /// observed for no time), kills the server at `at`, restarts it, and
 /// returns how the rotation ended; I1 and I2 hold throughout.
 fn crash_at(db: &dyn Db, at: &str, refuse_verify: Option<&str>, strategy: &str) -> String {
+    crash_at_then(db, at, refuse_verify, strategy, &After::Restart)
+}
+
+/// [`crash_at`], with `after` carrying on.
+fn crash_at_then(
+    db: &dyn Db,
+    at: &str,
+    refuse_verify: Option<&str>,
+    strategy: &str,
+    after: &After,
+) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let token = init(dir.path());
+    let (token, store) = match after {
+        After::Restart => (init(dir.path()), vec![]),
+        After::Replicas(url) => (
+            init_with_store(dir.path(), url),
+            vec![("KEYSHIFT_STORE", *url)],
+        ),
+    };
+    let lease = ["--lease", LEASE];
     let mut hooks = vec![("KEYSHIFT_TEST_HALT_AT", at)];
     if let Some(phase) = refuse_verify {
         hooks.push(("KEYSHIFT_TEST_REFUSE_VERIFY", phase));
     }
-    let server = Serve::start(dir.path(), &[], &hooks);
+    hooks.extend(store.iter().copied());
+    let server = Serve::start(dir.path(), &lease, &hooks);
+    let others: Vec<Serve> = match after {
+        After::Restart => Vec::new(),
+        After::Replicas(_) => (0..2)
+            .map(|_| Serve::start(dir.path(), &lease, &store))
+            .collect(),
+    };
     let mut api = Api {
         http: reqwest::blocking::Client::new(),
         base: format!("http://{}", server.addr),
@@ -487,9 +528,14 @@ fn crash_at(db: &dyn Db, at: &str, refuse_verify: Option<&str>, strategy: &str) 
     check_invariants(&api, &name, db, &format!("at {at}"));
     server.kill();
 
-    // Restarted without hooks: the rotation resumes from its persisted phase.
-    let server = Serve::start(dir.path(), &[], &[]);
-    api.base = format!("http://{}", server.addr);
+    // Restarted without hooks, or another replica once the lease expired:
+    // the rotation resumes from its persisted phase.
+    let restarted = match after {
+        After::Restart => Some(Serve::start(dir.path(), &[], &[])),
+        After::Replicas(_) => None,
+    };
+    let carrying_on = restarted.as_ref().or(others.first()).unwrap();
+    api.base = format!("http://{}", carrying_on.addr);
     let deadline = Instant::now() + Duration::from_secs(60);
     let r = loop {
         let r = api.get(&format!("/v1/rotations/{id}"));
@@ -531,19 +577,42 @@ fn crash_at(db: &dyn Db, at: &str, refuse_verify: Option<&str>, strategy: &str) 
 
 /// Every phase boundary of a rotation, then both of a rollback's.
 fn crash_everywhere(new_db: impl Fn() -> Box<dyn Db>) {
+    for_every_boundary(&|at, refuse| crash_at(new_db().as_ref(), at, refuse, "dual"));
+}
+
+/// [`crash_everywhere`], on three replicas sharing a store made by
+/// `new_store` each time.
+fn crash_everywhere_then(new_db: impl Fn() -> Box<dyn Db>, new_store: &dyn Fn() -> Database) {
+    for_every_boundary(&|at, refuse| {
+        let store = new_store();
+        let db = new_db();
+        crash_at_then(
+            db.as_ref(),
+            at,
+            refuse,
+            "dual",
+            &After::Replicas(&store.url),
+        )
+    });
+}
+
+/// Runs `crash(at, refuse_verify)` at every phase boundary of a rotation
+/// (which must succeed), then at both of a rollback's (which must roll
+/// back).
+fn for_every_boundary(crash: &dyn Fn(&str, Option<&str>) -> String) {
     for phase in ["precheck", "generate", "dual_accept", "promote", "revoke"] {
         for when in ["before", "after"] {
             let at = format!("{phase}:{when}");
-            let db = new_db();
-            let status = crash_at(db.as_ref(), &at, None, "dual");
-            assert_eq!(status, "succeeded", "killed at {at}");
+            assert_eq!(crash(&at, None), "succeeded", "killed at {at}");
         }
     }
     for when in ["before", "after"] {
         let at = format!("roll_back:{when}");
-        let db = new_db();
-        let status = crash_at(db.as_ref(), &at, Some("dual_accept"), "dual");
-        assert_eq!(status, "rolled_back", "killed at {at}");
+        assert_eq!(
+            crash(&at, Some("dual_accept")),
+            "rolled_back",
+            "killed at {at}"
+        );
     }
 }
 
@@ -586,6 +655,16 @@ fn postgres_killed_at_every_phase_boundary_completes_or_rolls_back() {
         return;
     };
     crash_everywhere(|| Box::new(Pg::new(&url)));
+}
+
+#[test]
+fn a_replica_killed_at_every_phase_boundary_is_taken_over_by_another() {
+    let (Some(store), Some(redis)) = (service(Service::Postgres), service(Service::Redis)) else {
+        return;
+    };
+    crash_everywhere_then(|| Box::new(Redis::new(&redis)), &|| {
+        Database::create(&store)
+    });
 }
 
 #[test]

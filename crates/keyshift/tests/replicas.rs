@@ -1,6 +1,7 @@
 //! Replicas of `keyshift serve` on one PostgreSQL store: a consumer
 //! watching replica B sees, by push, every rotation that replica A drives,
-//! and reads the new value from B (whose read cache A's events clear).
+//! and reads the new value from B (whose read cache A's events clear); and
+//! secrets due at once on three replicas rotate once each.
 
 mod support;
 
@@ -9,10 +10,9 @@ use std::time::{Duration, SystemTime};
 use keyshift_client::{ApiClient, Client, Selector};
 use keyshift_core::api::{CreateSecret, StartRotation};
 use keyshift_core::rotation::{Phase, Status};
-use keyshift_core::{Policy, SecretKind, SecretName, SecretValue, VersionNumber};
+use keyshift_core::{Policy, Schedule, SecretKind, SecretName, SecretValue, VersionNumber, When};
 use keyshift_testkit::{service, unique_name, Service};
-use sqlx::Connection;
-use support::{init_with_store, Serve};
+use support::{init_with_store, Database, Serve};
 
 const ROTATIONS: u64 = 10;
 
@@ -23,43 +23,6 @@ const OVERLAP: Duration = Duration::from_secs(120);
 /// How long a change may take to reach the consumer before the test fails
 /// (under the 30 s polling TTL, so only a push can meet it).
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A database of its own on the local PostgreSQL.
-struct Database {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    async fn create(admin: String) -> Database {
-        let name = unique_name("ks_replicas");
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        // The same server and user, the new database (the URL's path).
-        let (base, query) = admin.split_once('?').unwrap_or((&admin, ""));
-        let (server, _) = base.rsplit_once('/').unwrap();
-        let url = match query {
-            "" => format!("{server}/{name}"),
-            q => format!("{server}/{name}?{q}"),
-        };
-        Database { admin, name, url }
-    }
-
-    async fn drop(self) {
-        let mut conn = sqlx::PgConnection::connect(&self.admin).await.unwrap();
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    }
-}
 
 fn api(server: &Serve, token: &str) -> ApiClient {
     ApiClient::new(
@@ -74,7 +37,7 @@ async fn a_watcher_on_one_replica_sees_rotations_driven_by_another() {
     let Some(admin) = service(Service::Postgres) else {
         return;
     };
-    let db = Database::create(admin).await;
+    let db = Database::create(&admin);
     let dir = tempfile::tempdir().unwrap();
     let token = init_with_store(dir.path(), &db.url);
     let store = [("KEYSHIFT_STORE", db.url.as_str())];
@@ -162,6 +125,97 @@ async fn a_watcher_on_one_replica_sees_rotations_driven_by_another() {
         p(0.99),
         p(1.0)
     );
-    drop((a, b));
-    db.drop().await;
+    drop((a, b, db));
+}
+
+/// 100 secrets due at the same minute on three replicas: each rotates
+/// once, whichever replica's scheduler gets there first (a scheduled
+/// rotation's id is derived from its secret and due time, and its lease
+/// keeps it on one replica).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_due_at_once_on_three_replicas_rotate_once_each() {
+    const SECRETS: usize = 100;
+    let Some(admin) = service(Service::Postgres) else {
+        return;
+    };
+    let db = Database::create(&admin);
+    let dir = tempfile::tempdir().unwrap();
+    let token = init_with_store(dir.path(), &db.url);
+    let store = [("KEYSHIFT_STORE", db.url.as_str())];
+    let replicas: Vec<Serve> = (0..3)
+        .map(|_| Serve::start(dir.path(), &[], &store))
+        .collect();
+    let on_a = api(&replicas[0], &token);
+
+    // Every minute, no jitter: all due at the next minute. Created well
+    // before it, so that none is due a minute later than the others.
+    let second = || {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            % 60
+    };
+    while second() > 40 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let schedule = Schedule {
+        when: When::Cron("* * * * *".parse().unwrap()),
+        jitter: Duration::ZERO,
+    };
+    let prefix = format!("replicas/{}", unique_name("due"));
+    let mut names = Vec::new();
+    for i in 0..SECRETS {
+        let name: SecretName = format!("{prefix}/s{i}").parse().unwrap();
+        on_a.create_secret(&CreateSecret {
+            name: name.clone(),
+            kind: SecretKind::ApiKey,
+            policy: Policy {
+                schedule: Some(schedule.clone()),
+                ..Policy::default()
+            },
+            target: serde_json::json!({}),
+            value: None,
+            generate: true,
+        })
+        .await
+        .unwrap();
+        names.push(name);
+    }
+    assert!(second() <= 55, "created too close to the minute");
+
+    // Each secret's rotation, read from any replica: exactly one, and it
+    // succeeds. The next minute is far enough that none is due again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(100);
+    let mut done = vec![false; SECRETS];
+    while done.iter().any(|d| !d) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {SECRETS} secrets rotated",
+            done.iter().filter(|d| **d).count()
+        );
+        for (i, name) in names.iter().enumerate() {
+            if done[i] {
+                continue;
+            }
+            let on = api(&replicas[i % 3], &token);
+            let list = on.list_rotations(Some(name), false).await.unwrap();
+            match list.rotations.as_slice() {
+                [] => {}
+                [r] if r.status == Status::Running => {}
+                [r] => {
+                    assert_eq!(r.status, Status::Succeeded, "{name}: {:?}", r.reason);
+                    done[i] = true;
+                }
+                more => panic!("{name} rotated {} times: {more:?}", more.len()),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Still one each: nobody started a second one meanwhile.
+    for name in &names {
+        let list = on_a.list_rotations(Some(name), false).await.unwrap();
+        assert_eq!(list.rotations.len(), 1, "{name}");
+    }
+    drop((replicas, db));
 }

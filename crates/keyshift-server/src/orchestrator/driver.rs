@@ -6,8 +6,10 @@
 
 use std::time::Duration;
 
-use keyshift_core::rotation::{Action, Event, Phase, Rotation};
+use keyshift_core::rotation::{Action, Event, Phase, Rotation, RotationId};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{gate_detail, steps, Orchestrator, Order, OrderKind};
@@ -31,13 +33,60 @@ pub(super) async fn drive(
         let kind = orch.inner.store.get_secret(&rotation.secret).await.ok();
         let kind = metrics::kind_label(kind.map(|s| s.kind));
         let shutdown = orch.inner.shutdown.clone();
+        let lost = CancellationToken::new();
+        let keeper = tokio::spawn(keep_lease(orch.clone(), rotation.id.clone(), lost.clone()));
+        let id = rotation.id.clone();
         tokio::select! {
-            _ = shutdown.cancelled() => tracing::debug!("driver stopped by shutdown"),
+            _ = shutdown.cancelled() => {
+                tracing::debug!("driver stopped by shutdown");
+                // Another replica (or this one, restarted) may take it at
+                // once, rather than when the lease expires.
+                let release = orch.inner.store.release_rotation(&id, &orch.inner.lease.owner);
+                let _ = tokio::time::timeout(Duration::from_secs(1), release).await;
+            }
+            _ = lost.cancelled() => tracing::warn!("lease lost: another replica drives this rotation now"),
             _ = run(orch, rotation, &mut orders, kind) => {}
         }
+        keeper.abort();
     }
     .instrument(span)
     .await
+}
+
+/// Renews the driver's lease every third of its length until aborted;
+/// cancels `lost` when another replica holds it, or when it could not be
+/// renewed before it expires (the store unreachable): the driver must
+/// stop before another replica may take over.
+async fn keep_lease(orch: Orchestrator, id: RotationId, lost: CancellationToken) {
+    let lease = orch.inner.lease.clone();
+    let every = lease.renew_every();
+    // Taken just before the driver started.
+    let mut held_until = Instant::now() + lease.ttl;
+    loop {
+        tokio::time::sleep(every).await;
+        let asked = Instant::now();
+        let at = now();
+        match orch
+            .inner
+            .store
+            .lease_rotation(&id, &lease.owner, at, at.saturating_add(lease.ttl))
+            .await
+        {
+            Ok(true) => held_until = asked + lease.ttl,
+            Ok(false) => {
+                lost.cancel();
+                return;
+            }
+            Err(e) if Instant::now() + every < held_until => {
+                tracing::warn!(error = %e, "cannot renew the rotation's lease; retrying");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew the rotation's lease before it expires; stopping its driver");
+                lost.cancel();
+                return;
+            }
+        }
+    }
 }
 
 async fn run(
@@ -179,8 +228,19 @@ impl Order {
 async fn persist(orch: &Orchestrator, rotation: &Rotation) -> bool {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match orch.inner.store.save_rotation(rotation).await {
+        match orch
+            .inner
+            .store
+            .save_leased_rotation(rotation, &orch.inner.lease.owner)
+            .await
+        {
             Ok(()) => return true,
+            Err(keyshift_store::StoreError::LeaseLost { .. }) => {
+                tracing::warn!(
+                    "lease lost: another replica drives this rotation now; this driver stops"
+                );
+                return false;
+            }
             Err(e) if e.is_transient() => {
                 tracing::warn!(error = %e, "could not persist rotation; retrying");
                 tokio::time::sleep(backoff).await;

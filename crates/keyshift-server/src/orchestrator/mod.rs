@@ -70,6 +70,28 @@ struct Inner {
     hooks: TestHooks,
     shutdown: CancellationToken,
     notifier: Notifier,
+    lease: Lease,
+}
+
+/// Who this replica is to the store, and how long its leases on the
+/// rotations it drives last.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// This replica's id: the owner of its leases.
+    pub owner: Arc<str>,
+    /// How long a lease lasts unless renewed; it is renewed every third of
+    /// this, and another replica takes the rotation over once it expires.
+    pub ttl: std::time::Duration,
+}
+
+impl Lease {
+    /// The default lease length.
+    pub const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(15);
+
+    /// How often leases are renewed, and unleased rotations looked for.
+    pub fn renew_every(&self) -> std::time::Duration {
+        self.ttl / 3
+    }
 }
 
 /// The strategy a rotation of `secret` asked for with `req` uses.
@@ -159,6 +181,7 @@ impl Orchestrator {
         hooks: TestHooks,
         shutdown: CancellationToken,
         notifier: Notifier,
+        lease: Lease,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -167,6 +190,7 @@ impl Orchestrator {
                 hooks,
                 shutdown,
                 notifier,
+                lease,
             }),
         }
     }
@@ -261,7 +285,8 @@ impl Orchestrator {
                 }
                 self.inner.notifier.phase(&rotation);
                 crate::metrics::rotation_started(secret.kind, &rotation);
-                self.spawn(rotation.clone());
+                // Should taking the lease fail, a replica's sweep resumes it.
+                self.drive(rotation.clone()).await;
                 Ok((rotation, true))
             }
         }
@@ -323,28 +348,70 @@ impl Orchestrator {
         }
     }
 
-    /// Resumes every unfinished rotation (at start-up).
+    /// Drives every unfinished rotation this replica may lease: those
+    /// whose lease is free, has expired (its replica died), or is this
+    /// replica's own from an earlier life. Called at start-up and then
+    /// every [`Lease::renew_every`] by [`run_sweeper`](Self::run_sweeper).
+    /// Returns how many it took.
     ///
     /// # Errors
     ///
-    /// A store error reading the list.
-    pub async fn resume_all(&self) -> Result<usize, keyshift_store::StoreError> {
-        let active = self
+    /// A store error listing them.
+    pub async fn sweep(&self) -> Result<usize, keyshift_store::StoreError> {
+        let lease = &self.inner.lease;
+        let leasable = self
             .inner
             .store
-            .list_rotations(&keyshift_store::RotationFilter {
-                secret: None,
-                active_only: true,
-                since: None,
-                limit: u32::MAX,
-            })
+            .leasable_rotations(&lease.owner, now())
             .await?;
-        let n = active.len();
-        for rotation in active {
-            tracing::info!(rotation = %rotation.id, phase = %rotation.phase, "resuming rotation");
-            self.spawn(rotation);
+        let mut taken = 0;
+        for rotation in leasable {
+            if self.driver(&rotation.id).is_some() {
+                continue;
+            }
+            let (id, phase) = (rotation.id.clone(), rotation.phase);
+            if self.drive(rotation).await {
+                tracing::info!(rotation = %id, %phase, "resuming rotation");
+                taken += 1;
+            }
         }
-        Ok(n)
+        Ok(taken)
+    }
+
+    /// Sweeps every [`Lease::renew_every`] until `cancel`.
+    pub async fn run_sweeper(self, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(self.inner.lease.renew_every()) => {}
+            }
+            if let Err(e) = self.sweep().await {
+                tracing::warn!(error = %e, "cannot look for rotations to resume");
+            }
+        }
+    }
+
+    /// Takes the lease on `rotation` and drives it; false when another
+    /// replica holds the lease, or it cannot be taken now.
+    async fn drive(&self, rotation: Rotation) -> bool {
+        let lease = &self.inner.lease;
+        let at = now();
+        match self
+            .inner
+            .store
+            .lease_rotation(&rotation.id, &lease.owner, at, at.saturating_add(lease.ttl))
+            .await
+        {
+            Ok(true) => {
+                self.spawn(rotation);
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!(rotation = %rotation.id, error = %e, "cannot take the rotation's lease; a later sweep will");
+                false
+            }
+        }
     }
 
     /// After failures were reported against `name`: when a `canary`
@@ -504,9 +571,16 @@ impl Orchestrator {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Starts a driver for `rotation`, unless this replica runs one.
     fn spawn(&self, rotation: Rotation) {
         let (tx, rx) = mpsc::channel(4);
-        self.lock_drivers().insert(rotation.id.clone(), tx);
+        {
+            let mut drivers = self.lock_drivers();
+            if drivers.contains_key(&rotation.id) {
+                return;
+            }
+            drivers.insert(rotation.id.clone(), tx);
+        }
         let guard = DriverGuard {
             orch: self.clone(),
             id: rotation.id.clone(),

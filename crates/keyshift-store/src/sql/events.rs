@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use keyshift_core::{Label, SecretName, Timestamp, VersionNumber};
 use sqlx::any::AnyArguments;
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::AnyConnection;
 use sqlx::{Arguments, Row};
 
 use super::decode::{self, labels_json, num, parse, ts};
@@ -122,14 +122,15 @@ impl SqlStore {
         patterns: &[String],
         limit: u32,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        events_since(&self.pool, after, patterns, limit).await
+        let mut conn = self.pool.acquire().await?;
+        events_since(&mut conn, after, patterns, limit).await
     }
 }
 
 /// Up to `limit` events after id `after` of secrets matching `patterns`,
 /// in id order.
 pub(super) async fn events_since(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     after: i64,
     patterns: &[String],
     limit: u32,
@@ -147,7 +148,7 @@ pub(super) async fn events_since(
         sql.push_str(&filter);
     }
     sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
-    let rows = sqlx::query_with(&sql, args).fetch_all(pool).await?;
+    let rows = sqlx::query_with(&sql, args).fetch_all(conn).await?;
     rows.iter().map(event_record).collect()
 }
 

@@ -4,8 +4,14 @@
 //! Event ids are given in commit order (the `counters` row is locked until
 //! commit), so when event `n` is committed every event before it is too.
 //! The feed remembers the last id it sent. A local commit sends its own
-//! event, after reading from the store any it has not sent yet (written by
-//! other replicas). On PostgreSQL each event-writing transaction also runs
+//! event, after any it has not sent yet (written by other replicas), which
+//! it reads in its own transaction before committing: every event before
+//! its own is committed by then, and visible to it.
+//!
+//! Nothing waits for a pool connection while holding the feed's lock (a
+//! writer uses its transaction's connection; the listener takes one before
+//! the lock), so writers holding every connection while waiting for the
+//! lock cannot starve its holder. On PostgreSQL each event-writing transaction also runs
 //! `pg_notify('keyshift_events', id)`, and a listener task reads and sends
 //! what it has not seen when a notification arrives, and after every
 //! (re)connection, since `NOTIFY` is not replayed: nothing is lost while
@@ -15,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
-use sqlx::AnyPool;
+use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{broadcast, Mutex, MutexGuard};
 
 use super::events::events_since;
@@ -59,34 +65,42 @@ impl Feed {
         self.sent.lock().await
     }
 
-    /// Sends `event`, just committed, after any event before it not sent
-    /// yet. If those cannot be read, nothing is sent now: the listener
-    /// (notified of this event too) sends them all once it can.
-    pub(super) async fn publish(&self, pool: &AnyPool, sent: &mut i64, event: EventRecord) {
-        if event.id <= *sent {
-            return;
+    /// The events before `id` not sent yet, read on `conn` (the
+    /// transaction that wrote event `id`, before it commits).
+    pub(super) async fn missed_before(
+        conn: &mut AnyConnection,
+        sent: i64,
+        id: i64,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let mut missed = Vec::new();
+        let mut after = sent;
+        while after + 1 < id {
+            let page = events_since(conn, after, &all(), PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            missed.extend(page.into_iter().filter(|e| e.id < id));
         }
-        if event.id > *sent + 1 {
-            if let Err(e) = self.catch_up_locked(pool, sent).await {
-                tracing::warn!(error = %e, "cannot read other replicas' events; the listener will send them");
-                return;
+        Ok(missed)
+    }
+
+    /// Sends `missed` (from [`missed_before`](Self::missed_before)), then
+    /// `event`, just committed, skipping what was sent already.
+    pub(super) fn publish(&self, sent: &mut i64, missed: Vec<EventRecord>, event: EventRecord) {
+        for e in missed.into_iter().chain(std::iter::once(event)) {
+            if e.id > *sent {
+                *sent = e.id;
+                let _ = self.events.send(e);
             }
-        }
-        if event.id > *sent {
-            *sent = event.id;
-            let _ = self.events.send(event);
         }
     }
 
     /// Sends every committed event not sent yet.
     pub(super) async fn catch_up(&self, pool: &AnyPool) -> Result<(), StoreError> {
+        // The connection first, then the lock (see the module's comment).
+        let mut conn = pool.acquire().await?;
         let mut sent = self.sent.lock().await;
-        self.catch_up_locked(pool, &mut sent).await
-    }
-
-    async fn catch_up_locked(&self, pool: &AnyPool, sent: &mut i64) -> Result<(), StoreError> {
         loop {
-            let page = events_since(pool, *sent, &all(), PAGE).await?;
+            let page = events_since(&mut conn, *sent, &all(), PAGE).await?;
             let full = page.len() == PAGE as usize;
             for event in page {
                 *sent = event.id;

@@ -246,8 +246,9 @@ impl SqlStore {
                 .await?;
         }
         let mut sent = self.feed.lock().await;
+        let missed = feed::Feed::missed_before(&mut tx, *sent, event.id).await?;
         tx.commit().await?;
-        self.feed.publish(&self.pool, &mut sent, event).await;
+        self.feed.publish(&mut sent, missed, event);
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! index: at most one active rotation per secret (invariant I3).
 
 use keyshift_core::rotation::{Rotation, RotationId};
-use keyshift_core::SecretName;
+use keyshift_core::{SecretName, Timestamp};
 use sqlx::any::AnyArguments;
 use sqlx::AnyConnection;
 use sqlx::Arguments;
@@ -103,17 +103,50 @@ impl SqlStore {
     }
 
     pub(super) async fn save_rotation_impl(&self, rotation: &Rotation) -> Result<(), StoreError> {
-        let updated = sqlx::query(
-            "UPDATE rotations SET state = $1, active = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(serde_json::to_string(rotation)?)
-        .bind(active_flag(rotation))
-        .bind(now_millis())
-        .bind(rotation.id.as_str())
-        .execute(&self.pool)
-        .await;
+        self.save_rotation_as(rotation, None).await
+    }
+
+    /// Saves `rotation`; with `owner`, only while that replica holds its
+    /// lease, which an ended rotation gives up.
+    pub(super) async fn save_rotation_as(
+        &self,
+        rotation: &Rotation,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let active = active_flag(rotation);
+        let sql = match owner {
+            None => "UPDATE rotations SET state = $1, active = $2, updated_at = $3 WHERE id = $4",
+            Some(_) => {
+                "UPDATE rotations SET state = $1, active = $2, updated_at = $3, \
+                 lease_owner = CASE WHEN $2 = 1 THEN lease_owner END, \
+                 lease_until = CASE WHEN $2 = 1 THEN lease_until END \
+                 WHERE id = $4 AND lease_owner = $5"
+            }
+        };
+        let mut query = sqlx::query(sql)
+            .bind(serde_json::to_string(rotation)?)
+            .bind(active)
+            .bind(now_millis())
+            .bind(rotation.id.as_str());
+        if let Some(owner) = owner {
+            query = query.bind(owner);
+        }
+        let updated = query.execute(&self.pool).await;
         match updated {
-            Ok(done) if done.rows_affected() == 0 => Err(not_found_rotation(&rotation.id)),
+            Ok(done) if done.rows_affected() == 0 => {
+                // Missing, or (with an owner) leased by another replica.
+                let exists: Option<i64> =
+                    sqlx::query_scalar("SELECT 1 FROM rotations WHERE id = $1")
+                        .bind(rotation.id.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                match (exists, owner) {
+                    (Some(_), Some(_)) => Err(StoreError::LeaseLost {
+                        id: rotation.id.clone(),
+                    }),
+                    _ => Err(not_found_rotation(&rotation.id)),
+                }
+            }
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => {
                 // Re-activating a finished rotation while another is active.
@@ -125,6 +158,70 @@ impl SqlStore {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    pub(super) async fn lease_rotation_impl(
+        &self,
+        id: &RotationId,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let taken = sqlx::query(
+            "UPDATE rotations SET lease_owner = $1, lease_until = $2 \
+             WHERE id = $3 AND active = 1 \
+             AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until <= $4)",
+        )
+        .bind(owner)
+        .bind(until.as_millis())
+        .bind(id.as_str())
+        .bind(now.as_millis())
+        .execute(&self.pool)
+        .await?;
+        if taken.rows_affected() == 1 {
+            return Ok(true);
+        }
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM rotations WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        match exists {
+            Some(_) => Ok(false),
+            None => Err(not_found_rotation(id)),
+        }
+    }
+
+    pub(super) async fn release_rotation_impl(
+        &self,
+        id: &RotationId,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE rotations SET lease_owner = NULL, lease_until = NULL \
+             WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(id.as_str())
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn leasable_rotations_impl(
+        &self,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Rotation>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT state FROM rotations WHERE active = 1 \
+             AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until <= $2) \
+             ORDER BY created_at, ord",
+        )
+        .bind(owner)
+        .bind(now.as_millis())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|s| decode_rotation(s)).collect()
     }
 
     pub(super) async fn get_rotation_impl(&self, id: &RotationId) -> Result<Rotation, StoreError> {

@@ -54,6 +54,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0006_scheduled.sql"),
         postgres: include_str!("../../migrations/postgres/0006_scheduled.sql"),
     },
+    Migration {
+        version: 7,
+        description: "rotation leases",
+        sqlite: include_str!("../../migrations/sqlite/0007_rotation_leases.sql"),
+        postgres: include_str!("../../migrations/postgres/0007_rotation_leases.sql"),
+    },
 ];
 
 /// The advisory lock key PostgreSQL replicas take while migrating

@@ -107,6 +107,36 @@ impl Store for SqlStore {
         self.save_rotation_impl(rotation).await
     }
 
+    async fn lease_rotation(
+        &self,
+        id: &RotationId,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.lease_rotation_impl(id, owner, now, until).await
+    }
+
+    async fn release_rotation(&self, id: &RotationId, owner: &str) -> Result<(), StoreError> {
+        self.release_rotation_impl(id, owner).await
+    }
+
+    async fn leasable_rotations(
+        &self,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Rotation>, StoreError> {
+        self.leasable_rotations_impl(owner, now).await
+    }
+
+    async fn save_leased_rotation(
+        &self,
+        rotation: &Rotation,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        self.save_rotation_as(rotation, Some(owner)).await
+    }
+
     async fn get_rotation(&self, id: &RotationId) -> Result<Rotation, StoreError> {
         self.get_rotation_impl(id).await
     }

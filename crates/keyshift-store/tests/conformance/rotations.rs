@@ -281,3 +281,84 @@ pub async fn tokens(s: Arc<dyn Store>) {
 pub async fn health(s: Arc<dyn Store>) {
     s.health().await.unwrap();
 }
+
+pub async fn rotation_leases(s: Arc<dyn Store>) {
+    let n = secret(&*s, "prod/leased").await;
+    let mut r = rotation("leased", &n, 10);
+    s.create_rotation(&r).await.unwrap();
+    let other = rotation("other", &secret(&*s, "prod/other").await, 20);
+    s.create_rotation(&other).await.unwrap();
+    let id = r.id.clone();
+    let ids =
+        |rs: Vec<Rotation>| -> Vec<String> { rs.into_iter().map(|r| r.id.to_string()).collect() };
+
+    // Free: anyone may lease; then only its holder until it expires.
+    assert_eq!(
+        ids(s.leasable_rotations("a", t(100)).await.unwrap()),
+        ["leased", "other"]
+    );
+    assert!(s.lease_rotation(&id, "a", t(100), t(200)).await.unwrap());
+    assert!(!s.lease_rotation(&id, "b", t(150), t(250)).await.unwrap());
+    assert!(
+        s.lease_rotation(&id, "a", t(150), t(250)).await.unwrap(),
+        "renewed"
+    );
+    assert_eq!(
+        ids(s.leasable_rotations("b", t(200)).await.unwrap()),
+        ["other"]
+    );
+    assert_eq!(
+        ids(s.leasable_rotations("a", t(200)).await.unwrap()),
+        ["leased", "other"],
+        "its own lease, from an earlier life"
+    );
+
+    // Only the holder saves; after expiry another takes over, and the
+    // first one's save is refused.
+    r.phase = Phase::Generate;
+    s.save_leased_rotation(&r, "a").await.unwrap();
+    assert!(matches!(
+        s.save_leased_rotation(&r, "b").await.unwrap_err(),
+        StoreError::LeaseLost { .. }
+    ));
+    assert!(
+        s.lease_rotation(&id, "b", t(250), t(350)).await.unwrap(),
+        "expired at 250"
+    );
+    r.phase = Phase::DualAccept;
+    let lost = s.save_leased_rotation(&r, "a").await.unwrap_err();
+    assert!(
+        matches!(&lost, StoreError::LeaseLost { id: lost_id } if *lost_id == id),
+        "{lost}"
+    );
+    assert_eq!(
+        s.get_rotation(&id).await.unwrap().phase,
+        Phase::Generate,
+        "nothing written"
+    );
+    s.save_leased_rotation(&r, "b").await.unwrap();
+
+    // Releasing: only the holder's release counts.
+    s.release_rotation(&id, "a").await.unwrap();
+    assert!(!s.lease_rotation(&id, "a", t(300), t(400)).await.unwrap());
+    s.release_rotation(&id, "b").await.unwrap();
+    assert!(s.lease_rotation(&id, "a", t(300), t(400)).await.unwrap());
+
+    // An ended rotation gives its lease up and cannot be leased.
+    r.phase = Phase::RolledBack;
+    s.save_leased_rotation(&r, "a").await.unwrap();
+    assert!(!s.lease_rotation(&id, "a", t(500), t(600)).await.unwrap());
+    assert_eq!(
+        ids(s.leasable_rotations("a", t(500)).await.unwrap()),
+        ["other"]
+    );
+    assert!(matches!(
+        s.lease_rotation(&"missing".into(), "a", t(0), t(1))
+            .await
+            .unwrap_err(),
+        StoreError::NotFound {
+            what: "rotation",
+            ..
+        }
+    ));
+}

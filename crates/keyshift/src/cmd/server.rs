@@ -68,7 +68,9 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let config = ServeConfig::new(data_dir)
         .listen(args.listen)
         .store_url(args.store.url.clone())
-        .notify(notify);
+        .notify(notify)
+        .lease_ttl(args.lease)
+        .replica_id(args.replica_id.clone());
     let server = Server::start(config).await?;
     let addr = server.local_addr()?;
     // On stdout, so scripts and tests can read the bound port.

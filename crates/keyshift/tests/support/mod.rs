@@ -126,3 +126,52 @@ fn init_env(dir: &Path, env: &[(&str, &str)]) -> String {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     v["root_token"].as_str().unwrap().to_owned()
 }
+
+/// A database of its own on the local PostgreSQL (through `psql`), for a
+/// store that several replicas share; dropped on drop.
+pub struct Database {
+    admin: String,
+    name: String,
+    /// Its URL: the admin URL's server and user, this database.
+    pub url: String,
+}
+
+impl Database {
+    /// Creates it on the server of `admin` (a PostgreSQL URL).
+    pub fn create(admin: &str) -> Database {
+        let name = keyshift_testkit::unique_name("ks_replicas");
+        psql(admin, &format!("CREATE DATABASE {name}"));
+        let (base, query) = admin.split_once('?').unwrap_or((admin, ""));
+        let (server, _) = base.rsplit_once('/').unwrap();
+        let url = match query {
+            "" => format!("{server}/{name}"),
+            q => format!("{server}/{name}?{q}"),
+        };
+        Database {
+            admin: admin.to_owned(),
+            name,
+            url,
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        psql(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn psql(url: &str, sql: &str) {
+    let out = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-tAqc", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
