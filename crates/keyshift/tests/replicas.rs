@@ -187,7 +187,7 @@ async fn secrets_due_at_once_on_three_replicas_rotate_once_each() {
     // Each secret's rotation, read from any replica: exactly one, and it
     // succeeds. The next minute is far enough that none is due again.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(100);
-    let mut done = vec![false; SECRETS];
+    let mut done = [false; SECRETS];
     while done.iter().any(|d| !d) {
         assert!(
             tokio::time::Instant::now() < deadline,
