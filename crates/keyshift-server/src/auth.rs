@@ -175,13 +175,21 @@ pub async fn authenticate(state: &AppState, bearer: &str) -> Result<Caller, ApiE
     let given: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
     let known = match state.cache.token(id) {
         Some(known) => Some(known),
-        None => match state.store.get_token(id).await? {
-            Some(record) => {
+        None => match state.store.get_token(id).await {
+            Ok(Some(record)) => {
                 let known = Arc::new(KnownToken::from_record(record)?);
                 state.cache.keep_token(id, known.clone());
                 Some(known)
             }
-            None => None,
+            Ok(None) => None,
+            // The store does not answer: a token this server checked
+            // before holds as it was then, so reads from the cache go on
+            // through the outage.
+            Err(e) if e.is_transient() => match state.cache.stale_token(id) {
+                Some(known) => Some(known),
+                None => return Err(e.into()),
+            },
+            Err(e) => return Err(e.into()),
         },
     };
     // Compare against a dummy digest when the id is unknown, so both paths

@@ -245,6 +245,10 @@ impl Server {
         tokio::spawn(self.state.scheduler.clone().run(cancel.clone()));
         tokio::spawn(self.state.orchestrator.clone().run_sweeper(cancel.clone()));
         tokio::spawn(crate::metrics::upkeep(cancel.clone()));
+        tokio::spawn(crate::metrics::probe_store(
+            self.state.store.clone(),
+            cancel.clone(),
+        ));
         let app = routes::app(self.state, self.body_limit);
         tracing::info!(addr = ?self.listener.local_addr().ok(), "keyshift listening");
         let signal = cancel.clone();

@@ -157,6 +157,12 @@ impl ReadCache {
             .map(|(_, known)| known.clone())
     }
 
+    /// The token `id` as last kept, however long ago: for when the store
+    /// cannot be asked (an outage), so reads go on.
+    pub fn stale_token(&self, id: &str) -> Option<Arc<KnownToken>> {
+        read(&self.tokens).get(id).map(|(_, known)| known.clone())
+    }
+
     /// Keeps the token `id`, just read from the store. (Unknown ids are
     /// never kept: they would let anyone fill the memory.)
     pub fn keep_token(&self, id: &str, known: Arc<KnownToken>) {

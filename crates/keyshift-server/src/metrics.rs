@@ -161,6 +161,10 @@ fn describe() {
         "Failed requests reported by SDK consumers (POST /v1/failures)."
     );
     describe_gauge!(
+        "keyshift_store_up",
+        "1 while the store answers this process's probe (every 2 s), 0 while it does not."
+    );
+    describe_gauge!(
         "keyshift_watchers",
         "Watch streams (SDK consumers) connected to this process."
     );
@@ -286,6 +290,45 @@ pub(crate) fn rotation_finished(kind: &'static str, rotation: &Rotation) {
     if figures.incidents > 0 {
         counter!("keyshift_rotation_incidents_total", "kind" => kind)
             .increment(u64::from(figures.incidents));
+    }
+}
+
+/// How often [`probe_store`] asks the store whether it answers.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+
+/// Probes the store every [`PROBE_EVERY`] until `shutdown`: sets
+/// `keyshift_store_up`, and says in the log when the store stops and
+/// starts answering (what goes on meanwhile: reads from memory, rotations
+/// waiting).
+pub(crate) async fn probe_store(
+    store: std::sync::Arc<dyn keyshift_store::Store>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut down_since: Option<Instant> = None;
+    let mut every = tokio::time::interval(PROBE_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let answer = tokio::time::timeout(PROBE_EVERY, store.health()).await;
+        let up = matches!(answer, Ok(Ok(())));
+        gauge!("keyshift_store_up").set(if up { 1.0 } else { 0.0 });
+        match (up, down_since) {
+            (false, None) => {
+                let why = match answer {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no answer in {PROBE_EVERY:?}"),
+                };
+                tracing::error!(error = %why, "the store does not answer: serving cached values, rotations wait");
+                down_since = Some(Instant::now());
+            }
+            (true, Some(since)) => {
+                tracing::warn!(down_for = ?since.elapsed(), "the store answers again");
+                down_since = None;
+            }
+            _ => {}
+        }
     }
 }
 

@@ -34,6 +34,11 @@ const EVENT_CHANNEL_CAPACITY: usize = 1024;
 /// Connections in a PostgreSQL pool.
 const POSTGRES_MAX_CONNECTIONS: u32 = 10;
 
+/// How long a call waits for a PostgreSQL connection before it fails with
+/// a transient error: during an outage, callers learn it soon (and fall
+/// back to what they hold in memory) rather than after sqlx's 30 s.
+const POSTGRES_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 type Tx = Transaction<'static, sqlx::Any>;
 
 /// The [`Store`](crate::Store) over SQLite or PostgreSQL.
@@ -154,6 +159,7 @@ impl SqlStore {
             Engine::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(POSTGRES_MAX_CONNECTIONS)
+                    .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
                     .connect(url)
                     .await?
             }
