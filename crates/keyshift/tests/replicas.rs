@@ -219,3 +219,86 @@ async fn secrets_due_at_once_on_three_replicas_rotate_once_each() {
     }
     drop((replicas, db));
 }
+
+/// A consumer given two replicas' addresses: when the one it uses is
+/// killed, it moves to the other, resumes its stream after the last event
+/// it had (so a rotation made meanwhile reaches it), and its heartbeats
+/// reach the other replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_moves_to_another_replica_when_its_own_dies() {
+    let Some(admin) = service(Service::Postgres) else {
+        return;
+    };
+    let db = Database::create(&admin);
+    let dir = tempfile::tempdir().unwrap();
+    let token = init_with_store(dir.path(), &db.url);
+    let store = [("KEYSHIFT_STORE", db.url.as_str())];
+    let a = Serve::start(dir.path(), &[], &store);
+    let b = Serve::start(dir.path(), &[], &store);
+    let on_b = api(&b, &token);
+
+    let name: SecretName = format!("replicas/{}", unique_name("failover"))
+        .parse()
+        .unwrap();
+    on_b.create_secret(&CreateSecret {
+        name: name.clone(),
+        kind: SecretKind::ApiKey,
+        policy: Policy {
+            min_overlap: OVERLAP,
+            ..Policy::default()
+        },
+        target: serde_json::json!({}),
+        value: None,
+        generate: true,
+    })
+    .await
+    .unwrap();
+    let consumer = Client::builder(&format!("http://{}", a.addr))
+        .failover(&format!("http://{}", b.addr))
+        .token(SecretValue::new(token.clone()).unwrap())
+        .consumer_id("failover-test:1")
+        .backoff(Duration::from_millis(50), Duration::from_millis(500))
+        .heartbeat_interval(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let watched = consumer.watch(&name).await.unwrap();
+    assert_eq!(consumer.api().base_url(), format!("http://{}", a.addr));
+
+    // A dies; B rotates at once, before the consumer has noticed.
+    a.kill();
+    let rotation = on_b.rotate(&name, &StartRotation::default()).await.unwrap();
+    let mut changes = watched.changes();
+    tokio::time::timeout(WAIT, async {
+        while watched.get().version < VersionNumber(2) {
+            changes.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the consumer did not get v2 through B");
+    assert_eq!(consumer.api().base_url(), format!("http://{}", b.addr));
+    let on_server = on_b
+        .get_value(&name, Selector::Version(VersionNumber(2)))
+        .await
+        .unwrap();
+    assert!(watched.get().value.ct_eq(&on_server.value));
+
+    // Its heartbeats reach B: the gate sees it on v2.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let list = on_b.consumers(&name).await.unwrap();
+        if list
+            .consumers
+            .iter()
+            .any(|c| c.consumer_id == "failover-test:1" && c.version == Some(VersionNumber(2)))
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{list:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    on_b.advance(&rotation.id, Some("test".to_owned()))
+        .await
+        .unwrap();
+    consumer.close();
+    drop((b, db));
+}

@@ -37,6 +37,7 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// Its `Debug` shows neither the token nor the cache key.
 pub struct ClientBuilder {
     addr: String,
+    failover: Vec<String>,
     token: Option<SecretValue>,
     consumer_id: Option<String>,
     ttl: Duration,
@@ -50,6 +51,7 @@ impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientBuilder")
             .field("addr", &self.addr)
+            .field("failover", &self.failover)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("consumer_id", &self.consumer_id)
             .field("ttl", &self.ttl)
@@ -74,6 +76,7 @@ impl ClientBuilder {
     pub(crate) fn new(addr: &str) -> Self {
         ClientBuilder {
             addr: addr.to_owned(),
+            failover: Vec::new(),
             token: None,
             consumer_id: None,
             ttl: DEFAULT_TTL,
@@ -82,6 +85,17 @@ impl ClientBuilder {
             cache: None,
             connect: crate::ConnectOptions::default(),
         }
+    }
+
+    /// Another replica of the same keyshift (same store): when the server
+    /// in use stops answering, the client moves to the next address (in
+    /// the order given, then back to the first) and resumes its event
+    /// stream there after the last event it had, so it misses no change.
+    /// Repeat for several.
+    #[must_use]
+    pub fn failover(mut self, addr: &str) -> Self {
+        self.failover.push(addr.to_owned());
+        self
     }
 
     /// The bearer token (scope `read` on the watched names is enough).
@@ -182,8 +196,9 @@ impl ClientBuilder {
             heartbeat_interval: self.heartbeat_interval,
         };
         let cache = self.cache.map(|(dir, key)| (dir, *key));
+        let addrs: Vec<String> = std::iter::once(self.addr).chain(self.failover).collect();
         let shared = Shared::new(
-            &self.addr,
+            &addrs,
             self.token,
             consumer_id,
             config,

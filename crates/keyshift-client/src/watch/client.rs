@@ -35,7 +35,7 @@ pub struct Client {
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("base_url", &self.shared.api.base_url())
+            .field("base_url", &self.shared.api().base_url())
             .field("consumer_id", &self.shared.consumer_id)
             .finish_non_exhaustive()
     }
@@ -66,9 +66,10 @@ impl Client {
         }
     }
 
-    /// The HTTP API client this SDK uses (same server, same token).
+    /// The HTTP API client this SDK uses now (same server, same token;
+    /// with several addresses, the one in use).
     pub fn api(&self) -> &ApiClient {
-        &self.shared.api
+        self.shared.api()
     }
 
     /// The consumer id reported in heartbeats.
@@ -162,7 +163,7 @@ impl Client {
                 count,
             }],
         };
-        Ok(self.shared.api.report_failures(&report).await?)
+        Ok(self.shared.api().report_failures(&report).await?)
     }
 
     /// Stops every background task (event stream, polling, heartbeats).
@@ -192,7 +193,7 @@ impl Client {
             return Err(SdkError::Config("the client is closed".to_owned()));
         }
         shared.ensure_started();
-        let policy = match shared.api.get_secret(name).await {
+        let policy = match shared.api().get_secret(name).await {
             Ok(info) => Ok(info.policy.min_overlap),
             Err(e) if unreachable(&e) => Err(e),
             Err(e) => return Err(e.into()),
@@ -237,7 +238,7 @@ impl Client {
             Err(e) => return self.cached_value(name, &e).await,
         };
         let covered = self.shared.wait_for_stream(generation).await;
-        match self.shared.api.get_value(name, Selector::default()).await {
+        match self.shared.api().get_value(name, Selector::default()).await {
             Ok(v) => Ok(First {
                 snapshot: Snapshot {
                     name: v.name,

@@ -42,7 +42,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 }
 
 async fn send(shared: &Shared, beat: &Heartbeat, problem: &mut Option<String>) {
-    match shared.api.heartbeat(beat).await {
+    let api = shared.api();
+    match api.heartbeat(beat).await {
         Ok(()) => {
             if problem.take().is_some() {
                 tracing::info!("heartbeats accepted again");
@@ -52,6 +53,7 @@ async fn send(shared: &Shared, beat: &Heartbeat, problem: &mut Option<String>) {
             tracing::debug!("the server has no heartbeat endpoint (404); will keep trying");
         }
         Err(e) if unreachable(&e) => {
+            shared.fail_over(api.base_url());
             tracing::debug!(error = %e, "heartbeat failed: server unreachable")
         }
         Err(e) => {

@@ -48,8 +48,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 () = shared.cancel.cancelled() => return,
             }
         }
+        let server = shared.api().base_url().to_owned();
         let opened = tokio::select! {
-            r = open(&shared, &names, last_id) => r,
+            r = open(&shared, &server, &names, last_id) => r,
             () = shared.cancel.cancelled() => return,
         };
         match opened {
@@ -67,12 +68,22 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     End::Broken(why) => {
                         failures = 1;
                         tracing::info!(reason = %why, "event stream ended; reconnecting");
+                        // Another replica at once, resuming after the last
+                        // event (ids are the store's, the same on all).
+                        if shared.moved_on(&server) {
+                            continue;
+                        }
                     }
                 }
             }
             Err(e) => {
                 shared.publish_stream(generation, false);
                 failures += 1;
+                // The next address at once, until each was tried; then
+                // the backoff.
+                if shared.moved_on(&server) && (failures as usize) < shared.addresses() {
+                    continue;
+                }
                 if failures == 1 {
                     tracing::warn!(error = %e, "cannot open the event stream; retrying with backoff (polling continues)");
                 } else {
@@ -89,9 +100,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// Opens the stream for `names`, resuming after `last_id`.
+/// Opens the stream for `names` on `server`, resuming after `last_id`.
 async fn open(
     shared: &Shared,
+    server: &str,
     names: &[SecretName],
     last_id: Option<i64>,
 ) -> Result<reqwest::Response, ClientError> {
@@ -100,7 +112,7 @@ async fn open(
         .map(SecretName::as_str)
         .collect::<Vec<_>>()
         .join(",");
-    let url = format!("{}/v1/watch", shared.api.base_url());
+    let url = format!("{server}/v1/watch");
     let mut req = shared
         .stream_http
         .get(url)

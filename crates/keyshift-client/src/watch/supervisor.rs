@@ -10,7 +10,7 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -70,7 +70,10 @@ impl Registry {
 
 /// Shared by a client's handles and its background tasks.
 pub(crate) struct Shared {
-    pub(crate) api: ApiClient,
+    /// One API client per server address, in the order given.
+    apis: Vec<ApiClient>,
+    /// The index in `apis` of the server in use.
+    active: AtomicUsize,
     pub(crate) stream_http: reqwest::Client,
     pub(crate) auth: Option<HeaderValue>,
     pub(crate) consumer_id: String,
@@ -89,7 +92,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(
-        addr: &str,
+        addrs: &[String],
         token: Option<SecretValue>,
         consumer_id: String,
         config: Config,
@@ -100,16 +103,26 @@ impl Shared {
         let auth = token.as_ref().map(bearer).transpose()?;
         // Reads of `current` name this consumer, so a canary rotation can
         // answer per consumer.
-        let api = ApiClient::with_options(addr, token, options)
-            .map_err(config_error)?
-            .for_consumer(&consumer_id);
+        let apis = addrs
+            .iter()
+            .map(|addr| {
+                ApiClient::with_options(addr, token.clone(), options)
+                    .map(|api| api.for_consumer(&consumer_id))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(config_error)?;
         // The stream shares the API's HTTP client, so over HTTP/2 one
         // connection carries the stream, reads and heartbeats. The client
         // has no overall timeout (the stream is meant to stay open); idle
         // streams are detected by the missing keep-alives.
-        let stream_http = api.http().clone();
+        let stream_http = apis
+            .first()
+            .ok_or_else(|| SdkError::Config("no server address".to_owned()))?
+            .http()
+            .clone();
         Ok(Shared {
-            api,
+            apis,
+            active: AtomicUsize::new(0),
             stream_http,
             auth,
             consumer_id,
@@ -125,6 +138,48 @@ impl Shared {
             cancel: CancellationToken::new(),
             started: AtomicBool::new(false),
         })
+    }
+
+    /// The API client of the server in use.
+    pub(crate) fn api(&self) -> &ApiClient {
+        &self.apis[self.active.load(Ordering::Relaxed) % self.apis.len()]
+    }
+
+    /// After the server at `base_url` did not answer: moves to the next
+    /// address, if there are several and no other call moved already.
+    /// Returns whether it moved.
+    pub(crate) fn fail_over(&self, base_url: &str) -> bool {
+        let n = self.apis.len();
+        let Some(from) = self.apis.iter().position(|a| a.base_url() == base_url) else {
+            return false;
+        };
+        if n < 2 {
+            return false;
+        }
+        let to = (from + 1) % n;
+        let moved = self
+            .active
+            .compare_exchange(from, to, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+        if moved {
+            tracing::warn!(
+                from = base_url,
+                to = self.apis[to].base_url(),
+                "the server does not answer; moving to the next address"
+            );
+        }
+        moved
+    }
+
+    /// After the server at `base_url` did not answer: whether the client
+    /// uses another one now (moved by this call, or by another before).
+    pub(crate) fn moved_on(&self, base_url: &str) -> bool {
+        self.fail_over(base_url) || self.api().base_url() != base_url
+    }
+
+    /// How many server addresses the client has.
+    pub(crate) fn addresses(&self) -> usize {
+        self.apis.len()
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
@@ -254,7 +309,8 @@ impl Shared {
 
     #[instrument(skip_all, fields(secret = %ev.secret, seq = ev.seq))]
     async fn apply_event(self: Arc<Self>, slot: &Arc<Slot>, ev: &WatchEvent, received: Instant) {
-        match slot.fetch_for_event(&self.api, ev).await {
+        let api = self.api();
+        match slot.fetch_for_event(api, ev).await {
             Ok(Outcome::Applied) => {
                 tracing::debug!(
                     version = %slot.current().version,
@@ -265,6 +321,9 @@ impl Shared {
             }
             Ok(_) => {}
             Err(e) => {
+                if e.is_unreachable() {
+                    self.fail_over(api.base_url());
+                }
                 tracing::warn!(error = %e, "cannot fetch the value an event points at; polling will retry")
             }
         }
@@ -276,7 +335,16 @@ impl Shared {
     ///
     /// The fetch's error.
     pub(crate) async fn refresh(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<Outcome, SdkError> {
-        let outcome = slot.refresh(&self.api).await?;
+        let api = self.api();
+        let outcome = match slot.refresh(api).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                if e.is_unreachable() {
+                    self.fail_over(api.base_url());
+                }
+                return Err(e);
+            }
+        };
         if outcome == Outcome::Applied {
             self.after_change(slot);
         }
@@ -326,7 +394,7 @@ impl Shared {
     pub(crate) async fn poll(self: Arc<Self>, slot: &Arc<Slot>) {
         let now = Instant::now();
         if slot.policy_due(now, POLICY_REFRESH) {
-            match self.api.get_secret(slot.name()).await {
+            match self.api().get_secret(slot.name()).await {
                 Ok(info) => slot.set_policy(self.config.ttl, info.policy.min_overlap, Some(now)),
                 Err(e) => {
                     tracing::debug!(secret = %slot.name(), error = %e, "cannot read the policy")
