@@ -1182,8 +1182,12 @@ pub struct DrillArgs {
 
     /// Use the keyshift server at this URL (token from KEYSHIFT_TOKEN or
     /// --token-file, with admin scope) instead of starting one in-process.
+    /// Repeat for replicas of one keyshift (one store): the consumers are
+    /// spread over them, each failing over to the others, and the
+    /// rotations start on each in turn. The drill's service and its own
+    /// setup use the first.
     #[arg(long, value_name = "URL")]
-    pub server: Option<String>,
+    pub server: Vec<String>,
 
     /// The Redis the `redis` kind rotates a user on (admin: its default user).
     #[arg(long, default_value = "redis://127.0.0.1:6379", value_name = "URL")]

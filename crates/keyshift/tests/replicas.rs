@@ -5,6 +5,8 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use keyshift_client::{ApiClient, Client, Selector};
@@ -301,4 +303,81 @@ async fn a_consumer_moves_to_another_replica_when_its_own_dies() {
         .unwrap();
     consumer.close();
     drop((b, db));
+}
+
+/// `keyshift drill` with its consumers spread over three replicas (each
+/// failing over to the others) and its rotations started on each in turn,
+/// while the third replica is killed (SIGKILL) and restarted on its
+/// address every few seconds: no request fails, and every rotation
+/// succeeds (those the killed replica drove are taken over once their
+/// lease expires).
+#[test]
+fn a_drill_over_three_replicas_survives_one_killed_and_restarted() {
+    const ROTATIONS: u64 = 20;
+    let Some(admin) = service(Service::Postgres) else {
+        return;
+    };
+    let db = Database::create(&admin);
+    let dir = tempfile::tempdir().unwrap();
+    let token = init_with_store(dir.path(), &db.url);
+    let store = [("KEYSHIFT_STORE", db.url.as_str())];
+    let lease = ["--lease", "3s"];
+    let a = Serve::start(dir.path(), &lease, &store);
+    let b = Serve::start(dir.path(), &lease, &store);
+    let c = Serve::start(dir.path(), &lease, &store);
+    let c_addr = c.addr.clone();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let chaos = {
+        let (stop, dir, url, c_addr) = (
+            stop.clone(),
+            dir.path().to_owned(),
+            db.url.clone(),
+            c_addr.clone(),
+        );
+        std::thread::spawn(move || {
+            let store = [("KEYSHIFT_STORE", url.as_str())];
+            let mut c = c;
+            let mut kills = 0u32;
+            loop {
+                std::thread::sleep(Duration::from_secs(3));
+                if stop.load(Ordering::Relaxed) {
+                    return kills;
+                }
+                c.kill();
+                kills += 1;
+                std::thread::sleep(Duration::from_secs(1));
+                c = Serve::start_at(&dir, &c_addr, &lease, &store);
+            }
+        })
+    };
+    let out = std::process::Command::new(support::BIN)
+        .args(["drill", "--kind", "api-key", "--consumers", "6"])
+        .args(["--rotations", &ROTATIONS.to_string(), "--overlap", "1s"])
+        .args(["--server", &format!("http://{}", a.addr)])
+        .args(["--server", &format!("http://{}", b.addr)])
+        .args(["--server", &format!("http://{c_addr}")])
+        .args(["--output", "json"])
+        .env("KEYSHIFT_TOKEN", &token)
+        .output()
+        .expect("run keyshift drill");
+    stop.store(true, Ordering::Relaxed);
+    let kills = chaos.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "drill printed no JSON ({e}): stdout {stdout} stderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    eprintln!(
+        "{kills} kills; {} requests, {} failed, {} rotations",
+        report["requests"], report["failed_requests"], report["rotations_completed"]
+    );
+    assert!(kills >= 2, "the replica was killed {kills} times");
+    assert_eq!(report["failed_requests"], 0, "{report:#}");
+    assert_eq!(report["rotations_completed"], ROTATIONS, "{report:#}");
+    assert!(report["requests"].as_u64().unwrap() > 100, "{report:#}");
+    assert!(out.status.success(), "{report:#}");
+    drop((a, b, db));
 }

@@ -63,8 +63,8 @@ impl Consumer {
                 watcher: None,
             });
         }
-        let client = Client::builder(&server.addr)
-            .token(server.token.clone())
+        let client = server
+            .client_builder(i as usize)
             .consumer_id(format!("drill-{i}"))
             .build()?;
         let watched = client.watch(&target.name).await?;

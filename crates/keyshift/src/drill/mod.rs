@@ -37,7 +37,7 @@ pub use report::Report;
 
 /// Runs the drill.
 pub async fn run(args: &DrillArgs, token: Option<SecretValue>) -> anyhow::Result<ExitCode> {
-    let server = setup::DrillServer::start(args.server.as_deref(), token).await?;
+    let server = setup::DrillServer::start(&args.server, token).await?;
     let target = setup::Target::create(args, &server).await?;
     // The throw-away secret and Redis user go away whatever happens.
     let result = traffic(args, &server, &target).await;
@@ -76,8 +76,8 @@ impl Service {
                 // The consumers' revocation check follows the secret's
                 // events through a client of its own, as a separate
                 // process would.
-                let client = keyshift_client::Client::builder(&server.addr)
-                    .token(server.token.clone())
+                let client = server
+                    .client_builder(0)
                     .consumer_id("drill-tls-verifier")
                     .build()?;
                 let events = client.watch(&target.name).await?.events();

@@ -26,14 +26,24 @@ pub async fn rotate(
     let started = Instant::now();
     let slot = args.duration.map(|d| d / args.rotations);
     let mut done = Vec::new();
+    // Each rotation has its id before it starts, so starting it again on
+    // another replica (the first one did not answer) starts it once.
+    let run: u32 = rand::random();
     for k in 0..args.rotations {
         let req = StartRotation {
+            id: Some(
+                format!("drill-{run:08x}-{}", k + 1)
+                    .parse()
+                    .context("a drill rotation id")?,
+            ),
             strategy: args.strategy,
             ..StartRotation::default()
         };
         let rotation = server
-            .api
-            .rotate(&target.name, &req)
+            .on_replicas(k as usize, |api| {
+                let (name, req) = (target.name.clone(), req.clone());
+                async move { api.rotate(&name, &req).await }
+            })
             .await
             .with_context(|| format!("starting rotation {}", k + 1))?;
         let ended = wait(server, &rotation).await?;
@@ -50,7 +60,12 @@ pub async fn rotate(
 
 async fn wait(server: &DrillServer, rotation: &RotationInfo) -> anyhow::Result<RotationInfo> {
     loop {
-        let r = server.api.get_rotation(&rotation.id).await?;
+        let r = server
+            .on_replicas(0, |api| {
+                let id = rotation.id.clone();
+                async move { api.get_rotation(&id).await }
+            })
+            .await?;
         if r.status != Status::Running {
             return Ok(r);
         }

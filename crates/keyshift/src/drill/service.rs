@@ -34,8 +34,8 @@ impl KeyService {
     ) -> anyhow::Result<KeyService> {
         // The service watches the secret's events, so its key ring learns of
         // every accepted-set change (DualAccept, Revoke, Replace) at once.
-        let client = Client::builder(&server.addr)
-            .token(server.token.clone())
+        let client = server
+            .client_builder(0)
             .consumer_id("drill-service")
             .build()?;
         let events = client.watch(name).await?.events();

@@ -1,7 +1,7 @@
 //! The drill's server (in-process or existing) and its throw-away secret.
 
 use anyhow::{bail, Context as _};
-use keyshift_client::ApiClient;
+use keyshift_client::{ApiClient, Client, ClientBuilder, ClientError};
 use keyshift_core::api::CreateSecret;
 use keyshift_core::{Policy, SecretKind, SecretName, SecretValue, Strategy};
 use keyshift_server::DevServer;
@@ -10,32 +10,36 @@ use rand::Rng;
 use super::{mariadb, postgres, tls};
 use crate::cli::{DrillArgs, DrillKind};
 
-/// The server the drill talks to.
+/// The server the drill talks to: one, or several replicas of one.
 pub struct DrillServer {
-    pub addr: String,
     pub token: SecretValue,
+    /// The first server's API.
     pub api: ApiClient,
+    /// Every replica's API, the first one first.
+    replicas: Vec<ApiClient>,
     dev: Option<DevServer>,
 }
 
 impl DrillServer {
-    /// Starts a throw-away server, or uses `url` with `token`.
-    pub async fn start(
-        url: Option<&str>,
-        token: Option<SecretValue>,
-    ) -> anyhow::Result<DrillServer> {
-        if let Some(url) = url {
+    /// Starts a throw-away server, or uses the replicas at `urls` with
+    /// `token`.
+    pub async fn start(urls: &[String], token: Option<SecretValue>) -> anyhow::Result<DrillServer> {
+        if !urls.is_empty() {
             let Some(token) = token else {
                 bail!("--server needs a token with admin scope (KEYSHIFT_TOKEN or --token-file)");
             };
-            let api = ApiClient::new(url, Some(token.clone()))?;
-            api.health()
-                .await
-                .with_context(|| format!("server at {url}"))?;
+            let mut replicas = Vec::with_capacity(urls.len());
+            for url in urls {
+                let api = ApiClient::new(url, Some(token.clone()))?;
+                api.health()
+                    .await
+                    .with_context(|| format!("server at {url}"))?;
+                replicas.push(api);
+            }
             return Ok(DrillServer {
-                addr: url.trim_end_matches('/').to_owned(),
                 token,
-                api,
+                api: replicas[0].clone(),
+                replicas,
                 dev: None,
             });
         }
@@ -45,11 +49,49 @@ impl DrillServer {
         let token = dev.root_token().clone();
         let api = ApiClient::new(&dev.url(), Some(token.clone()))?;
         Ok(DrillServer {
-            addr: dev.url(),
             token,
+            replicas: vec![api.clone()],
             api,
             dev: Some(dev),
         })
+    }
+
+    /// An SDK client for consumer `i`: on replica `i` (of those given, in
+    /// turn), failing over to the others.
+    pub fn client_builder(&self, i: usize) -> ClientBuilder {
+        let n = self.replicas.len();
+        let first = i % n;
+        let mut builder =
+            Client::builder(self.replicas[first].base_url()).token(self.token.clone());
+        for k in 1..n {
+            builder = builder.failover(self.replicas[(first + k) % n].base_url());
+        }
+        builder
+    }
+
+    /// Calls `call` on replica `first` (of those given, in turn), then on
+    /// each other one while they do not answer; when none does (a restart,
+    /// a store outage), again every half second for up to a minute.
+    pub async fn on_replicas<T, F, Fut>(&self, first: usize, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(ApiClient) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let n = self.replicas.len();
+        let deadline = tokio::time::Instant::now() + RIDE_OUT;
+        let mut k = 0;
+        loop {
+            let result = call(self.replicas[(first + k) % n].clone()).await;
+            match result {
+                Err(e) if unanswered(&e) && tokio::time::Instant::now() < deadline => {
+                    k += 1;
+                    if k % n == 0 {
+                        tokio::time::sleep(RETRY).await;
+                    }
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Stops the in-process server (and deletes its data dir).
@@ -57,6 +99,20 @@ impl DrillServer {
         if let Some(mut dev) = self.dev {
             dev.stop().await;
         }
+    }
+}
+
+/// How long the drill's own calls wait for a server to answer again.
+const RIDE_OUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// The pause before asking every server again.
+const RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Whether `e` says the server did not answer (down, or unavailable).
+fn unanswered(e: &ClientError) -> bool {
+    match e {
+        ClientError::Transport(_) => true,
+        ClientError::Api { status, .. } => *status >= 500,
+        _ => false,
     }
 }
 

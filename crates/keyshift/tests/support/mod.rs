@@ -25,10 +25,16 @@ impl Serve {
     /// `keyshift serve` on `dir` (made by [`init`]) on a free port, with
     /// `args` more and `env` set; returns once it listens.
     pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Serve {
+        Self::start_at(dir, "127.0.0.1:0", args, env)
+    }
+
+    /// [`start`](Self::start), listening on `listen` (`127.0.0.1:PORT`:
+    /// a replica restarted on its old address).
+    pub fn start_at(dir: &Path, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Serve {
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--data-dir"])
             .arg(dir)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .env_remove("KEYSHIFT_MASTER_KEY")
             .stdout(Stdio::piped())

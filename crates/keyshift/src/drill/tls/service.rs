@@ -38,8 +38,8 @@ pub struct TlsService {
 
 impl TlsService {
     pub async fn start(server: &DrillServer, name: &SecretName) -> anyhow::Result<TlsService> {
-        let client = Client::builder(&server.addr)
-            .token(server.token.clone())
+        let client = server
+            .client_builder(0)
             .consumer_id("drill-service")
             .build()?;
         let watched = client.watch(name).await?;
