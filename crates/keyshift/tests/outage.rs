@@ -176,13 +176,7 @@ async fn a_drill_rides_out_a_database_outage() {
         .await
         .unwrap()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "drill printed no JSON ({e}): stdout {stdout} stderr {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let report = support::drill_report(&out);
     eprintln!(
         "{} requests, {} failed, {} rotations",
         report["requests"], report["failed_requests"], report["rotations_completed"]

@@ -26,6 +26,27 @@ const OVERLAP: Duration = Duration::from_secs(120);
 /// (under the 30 s polling TTL, so only a push can meet it).
 const WAIT: Duration = Duration::from_secs(20);
 
+/// A new `api-key` secret whose overlap outlasts every wait here.
+async fn create_api_key(api: &ApiClient, prefix: &str) -> SecretName {
+    let name: SecretName = format!("replicas/{}", unique_name(prefix))
+        .parse()
+        .unwrap();
+    api.create_secret(&CreateSecret {
+        name: name.clone(),
+        kind: SecretKind::ApiKey,
+        policy: Policy {
+            min_overlap: OVERLAP,
+            ..Policy::default()
+        },
+        target: serde_json::json!({}),
+        value: None,
+        generate: true,
+    })
+    .await
+    .unwrap();
+    name
+}
+
 fn api(server: &Serve, token: &str) -> ApiClient {
     ApiClient::new(
         &format!("http://{}", server.addr),
@@ -47,22 +68,7 @@ async fn a_watcher_on_one_replica_sees_rotations_driven_by_another() {
     let b = Serve::start(dir.path(), &[], &store);
     let (on_a, on_b) = (api(&a, &token), api(&b, &token));
 
-    let name: SecretName = format!("replicas/{}", unique_name("watch"))
-        .parse()
-        .unwrap();
-    on_a.create_secret(&CreateSecret {
-        name: name.clone(),
-        kind: SecretKind::ApiKey,
-        policy: Policy {
-            min_overlap: OVERLAP,
-            ..Policy::default()
-        },
-        target: serde_json::json!({}),
-        value: None,
-        generate: true,
-    })
-    .await
-    .unwrap();
+    let name = create_api_key(&on_a, "watch").await;
     let consumer = Client::builder(&format!("http://{}", b.addr))
         .token(SecretValue::new(token.clone()).unwrap())
         .build()
@@ -239,22 +245,7 @@ async fn a_consumer_moves_to_another_replica_when_its_own_dies() {
     let b = Serve::start(dir.path(), &[], &store);
     let on_b = api(&b, &token);
 
-    let name: SecretName = format!("replicas/{}", unique_name("failover"))
-        .parse()
-        .unwrap();
-    on_b.create_secret(&CreateSecret {
-        name: name.clone(),
-        kind: SecretKind::ApiKey,
-        policy: Policy {
-            min_overlap: OVERLAP,
-            ..Policy::default()
-        },
-        target: serde_json::json!({}),
-        value: None,
-        generate: true,
-    })
-    .await
-    .unwrap();
+    let name = create_api_key(&on_b, "failover").await;
     let consumer = Client::builder(&format!("http://{}", a.addr))
         .failover(&format!("http://{}", b.addr))
         .token(SecretValue::new(token.clone()).unwrap())
@@ -363,13 +354,7 @@ fn a_drill_over_three_replicas_survives_one_killed_and_restarted() {
         .expect("run keyshift drill");
     stop.store(true, Ordering::Relaxed);
     let kills = chaos.join().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "drill printed no JSON ({e}): stdout {stdout} stderr {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let report = support::drill_report(&out);
     eprintln!(
         "{kills} kills; {} requests, {} failed, {} rotations",
         report["requests"], report["failed_requests"], report["rotations_completed"]

@@ -181,3 +181,14 @@ fn psql(url: &str, sql: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The JSON report `keyshift drill --output json` printed.
+pub fn drill_report(out: &std::process::Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "drill printed no JSON ({e}): stdout {stdout} stderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
