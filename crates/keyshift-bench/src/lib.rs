@@ -7,6 +7,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, bail, Context as _};
@@ -18,7 +19,8 @@ use keyshift_core::{SecretValue, Timestamp};
 pub struct Server {
     child: Child,
     bin: PathBuf,
-    dir: tempfile::TempDir,
+    /// Shared with its replicas; deleted with the last of them.
+    dir: Arc<tempfile::TempDir>,
     store: Option<String>,
     /// `http://127.0.0.1:PORT`.
     pub addr: String,
@@ -67,7 +69,7 @@ impl Server {
         Ok(Server {
             child,
             bin,
-            dir,
+            dir: Arc::new(dir),
             store: store.map(str::to_owned),
             addr,
             token,
@@ -84,6 +86,24 @@ impl Server {
         self.child = child;
         self.addr = addr;
         Ok(started.elapsed())
+    }
+
+    /// Another replica: `keyshift serve` on the same data dir and store
+    /// (a PostgreSQL one: the embedded store is for one server), on a
+    /// port of its own.
+    pub fn replica(&self) -> anyhow::Result<Server> {
+        if self.store.is_none() {
+            bail!("replicas need a PostgreSQL store");
+        }
+        let (child, addr) = serve(&self.bin, self.dir.path(), self.store.as_deref())?;
+        Ok(Server {
+            child,
+            bin: self.bin.clone(),
+            dir: self.dir.clone(),
+            store: self.store.clone(),
+            addr,
+            token: self.token.clone(),
+        })
     }
 
     /// An API client with the root token.

@@ -28,9 +28,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// A new `api-key` secret whose overlap outlasts every wait here.
 async fn create_api_key(api: &ApiClient, prefix: &str) -> SecretName {
-    let name: SecretName = format!("replicas/{}", unique_name(prefix))
-        .parse()
-        .unwrap();
+    let name: SecretName = format!("replicas/{}", unique_name(prefix)).parse().unwrap();
     api.create_secret(&CreateSecret {
         name: name.clone(),
         kind: SecretKind::ApiKey,

@@ -43,6 +43,15 @@ struct Args {
     /// connections (its event stream, and its reads and heartbeats).
     #[arg(long)]
     http1: bool,
+    /// The store: default the embedded SQLite; a postgres:// URL (an empty
+    /// database) for --across-replicas.
+    #[arg(long, env = "KEYSHIFT_BENCH_STORE")]
+    store: Option<String>,
+    /// Two replicas on the store: the watchers watch the second, the
+    /// rotations run on the first (events cross through the store's
+    /// LISTEN/NOTIFY). Needs --store.
+    #[arg(long, requires = "store")]
+    across_replicas: bool,
 }
 
 /// This process's limit of open files (the server it starts inherits it).
@@ -87,6 +96,11 @@ async fn main() -> anyhow::Result<()> {
             "HTTP/2 (h2c), one connection per watcher"
         }
     );
+    if args.across_replicas {
+        println!(
+            "two replicas on one PostgreSQL store: rotations on the first, watchers on the second"
+        );
+    }
     println!();
     println!("| watchers | min ms | p50 ms | p99 ms | max ms | samples | server RSS idle / before | per idle watcher | connect all |");
     println!("|---|---|---|---|---|---|---|---|---|");
@@ -119,7 +133,14 @@ async fn run(args: &Args, n: usize) -> anyhow::Result<Run> {
             "{n} watchers need about {needed} open files in this process and in the server's; the limit is {limit} (raise it with `ulimit -n`; the hard limit is `ulimit -Hn`)"
         );
     }
-    let server = Server::start(None)?;
+    let server = Server::start(args.store.as_deref())?;
+    let replica = if args.across_replicas {
+        Some(server.replica()?)
+    } else {
+        None
+    };
+    // Where the watchers are: the second replica, or the one server.
+    let watched_on = replica.as_ref().unwrap_or(&server);
     let api = server.api()?;
     let name: SecretName = "bench/propagation".parse()?;
     api.create_secret(&CreateSecret {
@@ -141,7 +162,7 @@ async fn run(args: &Args, n: usize) -> anyhow::Result<Run> {
     for _ in 0..100 {
         api.get_secret(&name).await?;
     }
-    let rss_before_kib = server.rss_kib()?;
+    let rss_before_kib = watched_on.rss_kib()?;
 
     // Start the watchers, a bounded number connecting at once.
     let started = std::time::Instant::now();
@@ -150,7 +171,11 @@ async fn run(args: &Args, n: usize) -> anyhow::Result<Run> {
     let mut setups = Vec::with_capacity(n);
     for i in 0..n {
         let gate = gate.clone();
-        let (addr, token, name) = (server.addr.clone(), server.token.clone(), name.clone());
+        let (addr, token, name) = (
+            watched_on.addr.clone(),
+            watched_on.token.clone(),
+            name.clone(),
+        );
         let heartbeat = args.heartbeat;
         let connect = if args.http1 {
             ConnectOptions::default()
@@ -178,7 +203,7 @@ async fn run(args: &Args, n: usize) -> anyhow::Result<Run> {
     drop(tx);
     // Every watcher's event stream is open when the server counts them.
     loop {
-        let open = server.metric("keyshift_watchers").await?.unwrap_or(0.0);
+        let open = watched_on.metric("keyshift_watchers").await?.unwrap_or(0.0);
         if open as usize >= n {
             break;
         }
@@ -189,7 +214,7 @@ async fn run(args: &Args, n: usize) -> anyhow::Result<Run> {
     }
     let connect_s = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_idle_kib = server.rss_kib()?;
+    let rss_idle_kib = watched_on.rss_kib()?;
 
     let mut samples = Vec::new();
     for _ in 0..args.rotations {

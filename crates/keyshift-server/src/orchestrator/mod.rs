@@ -391,8 +391,9 @@ impl Orchestrator {
         }
     }
 
-    /// Takes the lease on `rotation` and drives it; false when another
-    /// replica holds the lease, or it cannot be taken now.
+    /// Takes the lease on `rotation` and drives it from its stored state;
+    /// false when another replica holds the lease, or it cannot be taken
+    /// now.
     async fn drive(&self, rotation: Rotation) -> bool {
         let lease = &self.inner.lease;
         let at = now();
@@ -402,10 +403,24 @@ impl Orchestrator {
             .lease_rotation(&rotation.id, &lease.owner, at, at.saturating_add(lease.ttl))
             .await
         {
-            Ok(true) => {
-                self.spawn(rotation);
-                true
-            }
+            // Read again under the lease: the state listed may be older than
+            // what the last holder saved before its lease ran out, and no
+            // one else can save now.
+            Ok(true) => match self.inner.store.get_rotation(&rotation.id).await {
+                Ok(current) => {
+                    self.spawn(current);
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(rotation = %rotation.id, error = %e, "cannot read the leased rotation; a later sweep will");
+                    let _ = self
+                        .inner
+                        .store
+                        .release_rotation(&rotation.id, &lease.owner)
+                        .await;
+                    false
+                }
+            },
             Ok(false) => false,
             Err(e) => {
                 tracing::warn!(rotation = %rotation.id, error = %e, "cannot take the rotation's lease; a later sweep will");
